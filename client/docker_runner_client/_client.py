@@ -1,0 +1,452 @@
+"""The runner's HTTP clients: a pure core (configuration, signing, timeouts, retries, error
+mapping) shared by the synchronous ``HttpDockerRunnerClient`` and the asynchronous
+``AsyncHttpDockerRunnerClient``, which only do I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import anyio
+import httpx
+
+from . import _routes as routes
+from ._exceptions import DockerRunnerError, RunnerTimeout, RunnerTransportError, error_from_response
+from ._models import ContainerOpts, ExecOptions, ExecResult, StartedContainer
+from ._signing import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    body_hash,
+    canonical_json_bytes,
+    encode_body_digest,
+    sign,
+    signing_payload,
+)
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:7071"
+DEFAULT_TIMEOUT_MS = 30_000
+EXEC_TIMEOUT_MARGIN_MS = 5_000
+FILE_CHUNK_BYTES = 1 << 20
+
+
+def exec_read_timeout_ms(default_ms: float, timeout_ms: int, idle_timeout_ms: int) -> float | None:
+    """How long to wait for an exec's answer: the exec's own bound plus a margin, at least the
+    default; ``None`` (wait for ever) when the exec itself is unbounded."""
+    bound = max(timeout_ms, idle_timeout_ms)
+    if bound <= 0:
+        return None
+    return max(default_ms, bound + EXEC_TIMEOUT_MARGIN_MS)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for chunk in _file_chunks(path):
+        digest.update(chunk)
+    return encode_body_digest(digest.digest())
+
+
+class ClientCore:
+    """Everything both clients share; no I/O but reading an upload's file for its hash."""
+
+    def __init__(
+        self,
+        base_url: str | None,
+        shared_secret: str | None,
+        timeout_ms: float | None,
+        max_retries: int,
+        retry_backoff_ms: float,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.base_url = (base_url or env.get("DOCKER_RUNNER_URL") or DEFAULT_URL).rstrip("/")
+        secret = shared_secret or env.get("DOCKER_RUNNER_SHARED_SECRET")
+        if not secret:
+            raise ValueError("no shared secret: pass shared_secret= or set DOCKER_RUNNER_SHARED_SECRET")
+        self._secret = secret
+        if timeout_ms is None:
+            timeout_ms = float(env.get("DOCKER_RUNNER_TIMEOUT_MS") or DEFAULT_TIMEOUT_MS)
+        if timeout_ms <= 0:
+            raise ValueError("timeout_ms must be positive")
+        self.timeout_ms = timeout_ms
+        self.max_retries = max_retries
+        self.retry_backoff_ms = retry_backoff_ms
+
+    def timeout_for(self, call: routes.Call) -> httpx.Timeout:
+        connect = self.timeout_ms / 1000
+        if call.exec_bounds_ms is None:
+            return httpx.Timeout(connect)
+        read_ms = exec_read_timeout_ms(self.timeout_ms, *call.exec_bounds_ms)
+        return httpx.Timeout(None if read_ms is None else read_ms / 1000, connect=connect)
+
+    def body_of(self, call: routes.Call) -> tuple[bytes | None, str]:
+        """The bytes to send (None for a file, streamed by the caller) and their hash."""
+        if call.json is not None:
+            body = canonical_json_bytes(call.json)
+            return body, body_hash(body)
+        if isinstance(call.content, Path):
+            return None, _file_sha256(call.content)
+        body = call.content or b""
+        return body, body_hash(body)
+
+    def headers_for(self, call: routes.Call) -> dict[str, str]:
+        headers = {"accept": "application/json"}
+        if call.json is not None:
+            headers["content-type"] = routes.JSON_CONTENT_TYPE
+        elif call.content_type:
+            headers["content-type"] = call.content_type
+        return headers
+
+    def sign(self, request: httpx.Request, content_sha256: str) -> None:
+        """Sign a built request over the exact target httpx will send; fresh for every attempt."""
+        timestamp = str(int(time.time() * 1000))
+        nonce = str(uuid.uuid4())
+        target = request.url.raw_path.decode("ascii")
+        payload = signing_payload(request.method, target, timestamp, nonce, content_sha256)
+        request.headers[TIMESTAMP_HEADER] = timestamp
+        request.headers[NONCE_HEADER] = nonce
+        request.headers[SIGNATURE_HEADER] = sign(self._secret, payload)
+
+    def url(self, call: routes.Call) -> httpx.URL:
+        return httpx.URL(self.base_url + call.path, params=dict(call.query) if call.query else None)
+
+    def retry_delay(self, call: routes.Call, error: DockerRunnerError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None when this failure is final."""
+        if not call.may_retry or not error.retryable or attempt >= self.max_retries:
+            return None
+        base: float = self.retry_backoff_ms / 1000 * (1 << attempt)
+        return base * (0.5 + random.random() / 2)
+
+    @staticmethod
+    def parse(route: routes.Route[T], response: httpx.Response) -> T:
+        try:
+            return route.parse(response)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunnerTransportError(
+                f"unexpected answer from the runner to {route.call.method} {route.call.path}: {exc}",
+                code="runner_invalid_response",
+                retryable=False,
+            ) from exc
+
+
+@contextmanager
+def transport_errors() -> Iterator[None]:
+    """Translate httpx's failures into the client's tree: the one boundary where that happens."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise RunnerTransportError(
+            f"cannot reach the runner: {exc}", code="runner_unreachable", retryable=True
+        ) from exc
+    except httpx.PoolTimeout as exc:
+        raise RunnerTimeout(f"no free connection to the runner: {exc}", code="runner_timeout", retryable=True) from exc
+    except httpx.TimeoutException as exc:
+        raise RunnerTimeout(
+            f"the runner did not answer in time: {exc}", code="runner_timeout", retryable=False
+        ) from exc
+    except httpx.RemoteProtocolError as exc:
+        raise RunnerTransportError(
+            f"the runner broke the connection: {exc}", code="runner_protocol_error", retryable=False
+        ) from exc
+    except httpx.TransportError as exc:
+        raise RunnerTransportError(
+            f"connection to the runner failed: {exc}", code="runner_connection_error", retryable=False
+        ) from exc
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as stream:
+        while chunk := stream.read(FILE_CHUNK_BYTES):
+            yield chunk
+
+
+async def _async_file_chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as stream:
+        while chunk := await stream.read(FILE_CHUNK_BYTES):
+            yield chunk
+
+
+class HttpDockerRunnerClient:
+    """Synchronous client of the runner. Arguments beat ``DOCKER_RUNNER_URL``,
+    ``DOCKER_RUNNER_SHARED_SECRET`` and ``DOCKER_RUNNER_TIMEOUT_MS``."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        shared_secret: str | None = None,
+        *,
+        timeout_ms: float | None = None,
+        max_retries: int = 2,
+        retry_backoff_ms: float = 200,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._core = ClientCore(base_url, shared_secret, timeout_ms, max_retries, retry_backoff_ms)
+        self._http = httpx.Client(transport=transport)
+
+    @property
+    def base_url(self) -> str:
+        return self._core.base_url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HttpDockerRunnerClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _build(self, call: routes.Call) -> httpx.Request:
+        body, digest = self._core.body_of(call)
+        content = _file_chunks(call.content) if body is None and isinstance(call.content, Path) else body
+        request = self._http.build_request(
+            call.method,
+            self._core.url(call),
+            content=content,
+            headers=self._core.headers_for(call),
+            timeout=self._core.timeout_for(call),
+        )
+        self._core.sign(request, digest)
+        return request
+
+    def _send(self, call: routes.Call, *, stream: bool = False) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                with transport_errors():
+                    response = self._http.send(self._build(call), stream=stream)
+                    if response.is_error:
+                        body = response.read()
+                        response.close()
+                        raise error_from_response(response.status_code, body)
+                return response
+            except DockerRunnerError as error:
+                delay = self._core.retry_delay(call, error, attempt)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+                attempt += 1
+
+    def _run(self, route: routes.Route[T]) -> T:
+        return self._core.parse(route, self._send(route.call))
+
+    @contextmanager
+    def _stream(self, call: routes.Call) -> Iterator[httpx.Response]:
+        response = self._send(call, stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def health(self) -> str:
+        return self._run(routes.health())
+
+    def ready(self) -> str:
+        return self._run(routes.ready())
+
+    def ensure_image(self, image: str, platform: str | None = None) -> None:
+        self._run(routes.ensure_image(image, platform))
+
+    def start_container(self, opts: ContainerOpts) -> StartedContainer:
+        return self._run(routes.start_container(opts))
+
+    def stop_container(self, container_id: str, timeout_sec: int | None = None) -> None:
+        self._run(routes.stop_container(container_id, timeout_sec))
+
+    def remove_container(self, container_id: str, *, force: bool = False, remove_volumes: bool = False) -> None:
+        self._run(routes.remove_container(container_id, force, remove_volumes))
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        return self._run(routes.inspect_container(container_id))
+
+    def container_labels(self, container_id: str) -> dict[str, str]:
+        return self._run(routes.container_labels(container_id))
+
+    def container_networks(self, container_id: str) -> list[str]:
+        return self._run(routes.container_networks(container_id))
+
+    def find_by_labels(self, labels: Mapping[str, str], *, all_containers: bool = False) -> list[str]:
+        return self._run(routes.find_by_labels(labels, all_containers))
+
+    def list_by_volume(self, volume_name: str) -> list[str]:
+        return self._run(routes.list_by_volume(volume_name))
+
+    def touch_container(self, container_id: str) -> None:
+        self._run(routes.touch_container(container_id))
+
+    def put_archive(self, container_id: str, path: str, tar_bytes: bytes) -> None:
+        self._run(routes.put_archive(container_id, path, tar_bytes))
+
+    def upload_archive(self, container_id: str, path: str, tar: bytes | Path) -> None:
+        self._run(routes.upload_archive(container_id, path, tar))
+
+    def download_archive(self, container_id: str, path: str, dest: IO[bytes]) -> int:
+        """Stream the tar of ``path`` into ``dest``; returns the number of bytes written."""
+        written = 0
+        with self._stream(routes.download_archive(container_id, path)) as response, transport_errors():
+            for chunk in response.iter_bytes(FILE_CHUNK_BYTES):
+                dest.write(chunk)
+                written += len(chunk)
+        return written
+
+    def get_archive(self, container_id: str, path: str) -> bytes:
+        with self._stream(routes.download_archive(container_id, path)) as response, transport_errors():
+            return response.read()
+
+    def remove_volume(self, volume_name: str, *, force: bool = False) -> None:
+        self._run(routes.remove_volume(volume_name, force))
+
+    def exec_run(self, container_id: str, command: str | list[str], options: ExecOptions | None = None) -> ExecResult:
+        return self._run(routes.exec_run(container_id, command, options))
+
+    def resize_exec(self, exec_id: str, cols: int, rows: int) -> None:
+        self._run(routes.resize_exec(exec_id, cols, rows))
+
+
+class AsyncHttpDockerRunnerClient:
+    """Asynchronous client of the runner, with the same methods as ``HttpDockerRunnerClient``."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        shared_secret: str | None = None,
+        *,
+        timeout_ms: float | None = None,
+        max_retries: int = 2,
+        retry_backoff_ms: float = 200,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._core = ClientCore(base_url, shared_secret, timeout_ms, max_retries, retry_backoff_ms)
+        self._http = httpx.AsyncClient(transport=transport)
+
+    @property
+    def base_url(self) -> str:
+        return self._core.base_url
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncHttpDockerRunnerClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    def _build(self, call: routes.Call) -> httpx.Request:
+        body, digest = self._core.body_of(call)
+        content = _async_file_chunks(call.content) if body is None and isinstance(call.content, Path) else body
+        request = self._http.build_request(
+            call.method,
+            self._core.url(call),
+            content=content,
+            headers=self._core.headers_for(call),
+            timeout=self._core.timeout_for(call),
+        )
+        self._core.sign(request, digest)
+        return request
+
+    async def _send(self, call: routes.Call, *, stream: bool = False) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                with transport_errors():
+                    response = await self._http.send(self._build(call), stream=stream)
+                    if response.is_error:
+                        body = await response.aread()
+                        await response.aclose()
+                        raise error_from_response(response.status_code, body)
+                return response
+            except DockerRunnerError as error:
+                delay = self._core.retry_delay(call, error, attempt)
+                if delay is None:
+                    raise
+                await anyio.sleep(delay)
+                attempt += 1
+
+    async def _run(self, route: routes.Route[T]) -> T:
+        return self._core.parse(route, await self._send(route.call))
+
+    @asynccontextmanager
+    async def _stream(self, call: routes.Call) -> AsyncIterator[httpx.Response]:
+        response = await self._send(call, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def health(self) -> str:
+        return await self._run(routes.health())
+
+    async def ready(self) -> str:
+        return await self._run(routes.ready())
+
+    async def ensure_image(self, image: str, platform: str | None = None) -> None:
+        await self._run(routes.ensure_image(image, platform))
+
+    async def start_container(self, opts: ContainerOpts) -> StartedContainer:
+        return await self._run(routes.start_container(opts))
+
+    async def stop_container(self, container_id: str, timeout_sec: int | None = None) -> None:
+        await self._run(routes.stop_container(container_id, timeout_sec))
+
+    async def remove_container(self, container_id: str, *, force: bool = False, remove_volumes: bool = False) -> None:
+        await self._run(routes.remove_container(container_id, force, remove_volumes))
+
+    async def inspect_container(self, container_id: str) -> dict[str, Any]:
+        return await self._run(routes.inspect_container(container_id))
+
+    async def container_labels(self, container_id: str) -> dict[str, str]:
+        return await self._run(routes.container_labels(container_id))
+
+    async def container_networks(self, container_id: str) -> list[str]:
+        return await self._run(routes.container_networks(container_id))
+
+    async def find_by_labels(self, labels: Mapping[str, str], *, all_containers: bool = False) -> list[str]:
+        return await self._run(routes.find_by_labels(labels, all_containers))
+
+    async def list_by_volume(self, volume_name: str) -> list[str]:
+        return await self._run(routes.list_by_volume(volume_name))
+
+    async def touch_container(self, container_id: str) -> None:
+        await self._run(routes.touch_container(container_id))
+
+    async def put_archive(self, container_id: str, path: str, tar_bytes: bytes) -> None:
+        await self._run(routes.put_archive(container_id, path, tar_bytes))
+
+    async def upload_archive(self, container_id: str, path: str, tar: bytes | Path) -> None:
+        await self._run(routes.upload_archive(container_id, path, tar))
+
+    async def download_archive(self, container_id: str, path: str, dest: IO[bytes]) -> int:
+        """Stream the tar of ``path`` into ``dest``; returns the number of bytes written."""
+        written = 0
+        async with self._stream(routes.download_archive(container_id, path)) as response:
+            with transport_errors():
+                async for chunk in response.aiter_bytes(FILE_CHUNK_BYTES):
+                    dest.write(chunk)
+                    written += len(chunk)
+        return written
+
+    async def get_archive(self, container_id: str, path: str) -> bytes:
+        async with self._stream(routes.download_archive(container_id, path)) as response:
+            with transport_errors():
+                return await response.aread()
+
+    async def remove_volume(self, volume_name: str, *, force: bool = False) -> None:
+        await self._run(routes.remove_volume(volume_name, force))
+
+    async def exec_run(
+        self, container_id: str, command: str | list[str], options: ExecOptions | None = None
+    ) -> ExecResult:
+        return await self._run(routes.exec_run(container_id, command, options))
+
+    async def resize_exec(self, exec_id: str, cols: int, rows: int) -> None:
+        await self._run(routes.resize_exec(exec_id, cols, rows))

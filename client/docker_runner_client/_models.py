@@ -1,0 +1,156 @@
+"""Typed arguments and results of the runner's REST routes (PROTOCOL section 3)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Resource limits of a container; ``gpus`` is ``"all"`` or a list of device ids."""
+
+    memory_bytes: int | None = None
+    nano_cpus: int | None = None
+    pids_limit: int | None = None
+    gpus: Literal["all"] | Sequence[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        gpus = self.gpus if self.gpus is None or isinstance(self.gpus, str) else list(self.gpus)
+        return _drop_none(
+            {
+                "memoryBytes": self.memory_bytes,
+                "nanoCpus": self.nano_cpus,
+                "pidsLimit": self.pids_limit,
+                "gpus": gpus,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ContainerOpts:
+    """How to create and start a container (PROTOCOL 3.1)."""
+
+    image: str
+    name: str | None = None
+    cmd: Sequence[str] | None = None
+    entrypoint: str | Sequence[str] | None = None
+    env: Mapping[str, str] | Sequence[str] | None = None
+    working_dir: str | None = None
+    auto_remove: bool | None = None
+    binds: Sequence[str] | None = None
+    network_mode: str | None = None
+    tty: bool | None = None
+    labels: Mapping[str, str] | None = None
+    platform: str | None = None
+    privileged: bool | None = None
+    anonymous_volumes: Sequence[str] | None = None
+    create_extras: Mapping[str, Any] | None = None
+    ttl_seconds: int | None = None
+    resources: Resources | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        def listed(value: Sequence[str] | None) -> list[str] | None:
+            return None if value is None else list(value)
+
+        env: dict[str, str] | list[str] | None
+        if self.env is None or isinstance(self.env, Mapping):
+            env = None if self.env is None else dict(self.env)
+        else:
+            env = list(self.env)
+        entrypoint = (
+            self.entrypoint if self.entrypoint is None or isinstance(self.entrypoint, str) else list(self.entrypoint)
+        )
+        return _drop_none(
+            {
+                "image": self.image,
+                "name": self.name,
+                "cmd": listed(self.cmd),
+                "entrypoint": entrypoint,
+                "env": env,
+                "workingDir": self.working_dir,
+                "autoRemove": self.auto_remove,
+                "binds": listed(self.binds),
+                "networkMode": self.network_mode,
+                "tty": self.tty,
+                "labels": None if self.labels is None else dict(self.labels),
+                "platform": self.platform,
+                "privileged": self.privileged,
+                "anonymousVolumes": listed(self.anonymous_volumes),
+                "createExtras": None if self.create_extras is None else dict(self.create_extras),
+                "ttlSeconds": self.ttl_seconds,
+                "resources": None if self.resources is None else self.resources.to_json(),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """Options of ``POST /v1/exec/run`` (PROTOCOL 3.2); 0 for a timeout means no bound."""
+
+    workdir: str | None = None
+    env: Mapping[str, str] | None = None
+    tty: bool | None = None
+    timeout_ms: int = 0
+    idle_timeout_ms: int = 0
+    kill_on_timeout: bool | None = None
+    user: str | None = None
+    stdin: bytes | None = None
+    max_output_bytes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "workdir": self.workdir,
+                "env": None if self.env is None else dict(self.env),
+                "tty": self.tty,
+                "timeoutMs": self.timeout_ms,
+                "idleTimeoutMs": self.idle_timeout_ms,
+                "killOnTimeout": self.kill_on_timeout,
+                "user": self.user,
+                "stdin": None if self.stdin is None else base64.b64encode(self.stdin).decode("ascii"),
+                "maxOutputBytes": self.max_output_bytes,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class StartedContainer:
+    container_id: str
+    name: str
+    status: str
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> StartedContainer:
+        return cls(
+            container_id=str(body["containerId"]), name=str(body.get("name", "")), status=str(body.get("status", ""))
+        )
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+    duration_ms: int | None = None
+    truncated: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ExecResult:
+        known = {"stdout", "stderr", "exitCode", "durationMs", "truncated"}
+        duration = body.get("durationMs")
+        return cls(
+            stdout=str(body.get("stdout", "")),
+            stderr=str(body.get("stderr", "")),
+            exit_code=int(body["exitCode"]),
+            duration_ms=None if duration is None else int(duration),
+            truncated=bool(body.get("truncated", False)),
+            extra={key: value for key, value in body.items() if key not in known},
+        )

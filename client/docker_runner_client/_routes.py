@@ -1,0 +1,169 @@
+"""One request description per REST route, and the parser of its answer. Pure: no I/O."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from ._models import ContainerOpts, ExecOptions, ExecResult, StartedContainer
+
+T = TypeVar("T")
+
+JSON_CONTENT_TYPE = "application/json"
+TAR_CONTENT_TYPE = "application/x-tar"
+
+
+@dataclass(frozen=True)
+class Call:
+    """An HTTP request before signing. ``json`` is sent as canonical JSON bytes; ``content`` as is."""
+
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+    content: bytes | Path | None = None
+    content_type: str | None = None
+    exec_bounds_ms: tuple[int, int] | None = None  # (timeoutMs, idleTimeoutMs) of an exec
+    may_retry: bool = True
+
+
+@dataclass(frozen=True)
+class Route(Generic[T]):
+    call: Call
+    parse: Callable[[httpx.Response], T]
+
+
+def _nothing(_response: httpx.Response) -> None:
+    return None
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    return body
+
+
+def _field(name: str) -> Callable[[httpx.Response], Any]:
+    def parse(response: httpx.Response) -> Any:
+        return _json_object(response)[name]
+
+    return parse
+
+
+def _string_list(name: str) -> Callable[[httpx.Response], list[str]]:
+    def parse(response: httpx.Response) -> list[str]:
+        return [str(item) for item in _json_object(response)[name]]
+
+    return parse
+
+
+def health() -> Route[str]:
+    return Route(Call("GET", "/v1/health"), _field("status"))
+
+
+def ready() -> Route[str]:
+    return Route(Call("GET", "/v1/ready"), _field("status"))
+
+
+def ensure_image(image: str, platform: str | None) -> Route[None]:
+    body: dict[str, Any] = {"image": image}
+    if platform is not None:
+        body["platform"] = platform
+    return Route(Call("POST", "/v1/images/ensure", json=body), _nothing)
+
+
+def start_container(opts: ContainerOpts) -> Route[StartedContainer]:
+    return Route(
+        Call("POST", "/v1/containers/start", json=opts.to_json()),
+        lambda response: StartedContainer.from_json(_json_object(response)),
+    )
+
+
+def stop_container(container_id: str, timeout_sec: int | None) -> Route[None]:
+    body: dict[str, Any] = {"containerId": container_id}
+    if timeout_sec is not None:
+        body["timeoutSec"] = timeout_sec
+    return Route(Call("POST", "/v1/containers/stop", json=body), _nothing)
+
+
+def remove_container(container_id: str, force: bool, remove_volumes: bool) -> Route[None]:
+    body = {"containerId": container_id, "force": force, "removeVolumes": remove_volumes}
+    return Route(Call("POST", "/v1/containers/remove", json=body), _nothing)
+
+
+def inspect_container(container_id: str) -> Route[dict[str, Any]]:
+    return Route(Call("GET", "/v1/containers/inspect", query={"containerId": container_id}), _json_object)
+
+
+def container_labels(container_id: str) -> Route[dict[str, str]]:
+    def parse(response: httpx.Response) -> dict[str, str]:
+        return {str(key): str(value) for key, value in _json_object(response)["labels"].items()}
+
+    return Route(Call("GET", "/v1/containers/labels", query={"containerId": container_id}), parse)
+
+
+def container_networks(container_id: str) -> Route[list[str]]:
+    call = Call("GET", "/v1/containers/networks", query={"containerId": container_id})
+    return Route(call, _string_list("networks"))
+
+
+def find_by_labels(labels: Mapping[str, str], all_containers: bool) -> Route[list[str]]:
+    body = {"labels": dict(labels), "all": all_containers}
+    return Route(Call("POST", "/v1/containers/findByLabels", json=body), _string_list("containerIds"))
+
+
+def list_by_volume(volume_name: str) -> Route[list[str]]:
+    call = Call("GET", "/v1/containers/listByVolume", query={"volumeName": volume_name})
+    return Route(call, _string_list("containerIds"))
+
+
+def touch_container(container_id: str) -> Route[None]:
+    return Route(Call("POST", "/v1/containers/touch", json={"containerId": container_id}), _nothing)
+
+
+def put_archive(container_id: str, path: str, tar_bytes: bytes) -> Route[None]:
+    body = {"containerId": container_id, "path": path, "payloadBase64": base64.b64encode(tar_bytes).decode("ascii")}
+    return Route(Call("POST", "/v1/containers/putArchive", json=body), _nothing)
+
+
+def archive_path(container_id: str) -> str:
+    return "/v1/containers/" + quote(container_id, safe="") + "/archive"
+
+
+def upload_archive(container_id: str, path: str, tar: bytes | Path) -> Route[None]:
+    """A raw tar upload; a file is streamed from disk, never loaded whole."""
+    call = Call("PUT", archive_path(container_id), query={"path": path}, content=tar, content_type=TAR_CONTENT_TYPE)
+    return Route(call, _nothing)
+
+
+def download_archive(container_id: str, path: str) -> Call:
+    return Call("GET", archive_path(container_id), query={"path": path})
+
+
+def remove_volume(volume_name: str, force: bool) -> Route[None]:
+    return Route(Call("POST", "/v1/volumes/remove", json={"volumeName": volume_name, "force": force}), _nothing)
+
+
+def exec_run(container_id: str, command: str | list[str], options: ExecOptions | None) -> Route[ExecResult]:
+    options = options or ExecOptions()
+    body = {"containerId": container_id, "command": command, "options": options.to_json()}
+    call = Call(
+        "POST",
+        "/v1/exec/run",
+        json=body,
+        exec_bounds_ms=(options.timeout_ms, options.idle_timeout_ms),
+        may_retry=False,  # a retried exec would run the command twice
+    )
+    return Route(call, lambda response: ExecResult.from_json(_json_object(response)))
+
+
+def resize_exec(exec_id: str, cols: int, rows: int) -> Route[None]:
+    body = {"execId": exec_id, "size": {"cols": cols, "rows": rows}}
+    return Route(Call("POST", "/v1/exec/resize", json=body), _nothing)

@@ -1,0 +1,65 @@
+"""``docker-runner`` / ``python -m docker_runner``: settings -> uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from . import envfile
+from .app import create_app
+from .settings import Settings, SettingsError
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="docker-runner", description="Docker Engine behind a signed HTTP API.")
+    parser.add_argument("--host", help="listen address (DOCKER_RUNNER_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port, 0 for any free one (DOCKER_RUNNER_PORT, default 7071)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(DOCKER_RUNNER_LOG_LEVEL)")
+    parser.add_argument("--env-file", type=Path, help="read variables the environment does not set from this file")
+    parser.add_argument(
+        "--ensure-secret",
+        action="store_true",
+        help="when no shared secret is configured, generate one into --env-file",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _arguments(argv)
+    if args.ensure_secret:
+        if args.env_file is None:
+            print("docker-runner: --ensure-secret needs --env-file", file=sys.stderr)
+            return 2
+        if envfile.ensure_secret(args.env_file):
+            print(f"docker-runner: generated a shared secret into {args.env_file} ({envfile.SECRET_VARIABLE})")
+    if args.env_file is not None and args.env_file.exists():
+        envfile.load(args.env_file)
+    try:
+        settings = Settings.from_env().with_overrides(host=args.host, port=args.port, log_level=args.log_level)
+    except SettingsError as exc:
+        print(f"docker-runner: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        access_log=False,
+        lifespan="on",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""create_app(settings) -> Litestar: routes, auth middleware, error handlers, background work."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+from litestar import Litestar
+from litestar.di import Provide
+
+from .auth import AuthMiddleware
+from .errors import exception_handlers
+from .reaper import reap_forever
+from .routes import archives, containers, exec, health, images
+from .runtime import Runtime, provide_runtime
+from .settings import Settings
+
+log = logging.getLogger("docker_runner")
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
+    runtime = runtime or Runtime.create(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as background:
+            background.start_soon(
+                reap_forever, runtime.engine, runtime.touches, settings.instance, settings.reaper_interval_ms / 1000
+            )
+            try:
+                yield
+            finally:
+                background.cancel_scope.cancel()
+        runtime.engine.close()
+
+    auth = AuthMiddleware(
+        secrets=runtime.secrets,
+        nonces=runtime.nonces,
+        skew_ms=settings.clock_skew_ms,
+        max_body_bytes=settings.max_body_bytes,
+        max_streamed_bytes=settings.max_archive_bytes,
+        spool_dir=None if settings.spool_dir is None else str(settings.spool_dir),
+    )
+    app = Litestar(
+        route_handlers=[
+            *health.ROUTES,
+            *containers.ROUTES,
+            *archives.ROUTES,
+            *images.ROUTES,
+            *exec.ROUTES,
+        ],
+        middleware=[auth],
+        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
+        exception_handlers=exception_handlers(),
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        logging_config=None,
+    )
+    app.state.runtime = runtime
+    return app

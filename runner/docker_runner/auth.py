@@ -1,0 +1,258 @@
+"""HMAC request authentication (PROTOCOL section 1).
+
+The pure part: :class:`NonceCache` and :func:`check_headers` / :func:`check_signature`.
+The middleware applies them to every route not marked open, reading the body only after the
+headers passed, and bounding it while it reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
+
+from docker_runner_client._signing import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    body_hash,
+    canonical_json_bytes,
+    encode_body_digest,
+    signature_matches,
+    signing_payload,
+)
+
+from .errors import ApiError
+
+OPEN_ROUTE = "open"  # handler opt: no authentication
+STREAMED_BODY = "streamed_body"  # handler opt: the body is spooled to disk, not held in memory
+SPOOLED_BODY_STATE = "docker_runner.spooled_body"
+SPOOL_MEMORY_BYTES = 1024 * 1024
+
+
+def auth_error(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message)
+
+
+class NonceCache:
+    """Nonces accepted inside the replay window. Entries leave only once expired; when full of
+    unexpired ones the cache refuses (503) rather than forget one and reopen a replay window."""
+
+    def __init__(self, capacity: int, ttl_ms: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._capacity = capacity
+        self._ttl_seconds = ttl_ms / 1000
+        self._clock = clock
+        self._expiry: OrderedDict[str, float] = OrderedDict()  # insertion order is expiry order
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def _purge(self, now: float) -> None:
+        while self._expiry:
+            nonce, expires = next(iter(self._expiry.items()))
+            if expires > now:
+                return
+            del self._expiry[nonce]
+
+    def seen(self, nonce: str) -> bool:
+        self._purge(self._clock())
+        return nonce in self._expiry
+
+    def remember(self, nonce: str) -> None:
+        now = self._clock()
+        self._purge(now)
+        if len(self._expiry) >= self._capacity:
+            raise ApiError(
+                503, "replay_cache_full", "Too many requests inside the replay window; retry shortly", retryable=True
+            )
+        self._expiry[nonce] = now + self._ttl_seconds
+
+
+@dataclass(frozen=True)
+class SignedHeaders:
+    timestamp: str
+    nonce: str
+    signature: str
+
+
+def check_headers(
+    timestamp: str | None, nonce: str | None, signature: str | None, now_ms: int, skew_ms: int
+) -> SignedHeaders:
+    """Checks 1 to 3 of PROTOCOL section 1, in order."""
+    if not timestamp or not nonce or not signature:
+        raise auth_error("missing_headers", "Missing authentication headers")
+    if not timestamp.isascii() or not timestamp.isdigit():
+        raise auth_error("invalid_timestamp", "x-dr-timestamp is not a decimal integer")
+    if abs(now_ms - int(timestamp)) > skew_ms:
+        raise auth_error("timestamp_out_of_range", "x-dr-timestamp is outside the allowed clock skew")
+    return SignedHeaders(timestamp, nonce, signature)
+
+
+def _canonical_body_hash(body: bytes) -> str | None:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    try:
+        return body_hash(canonical_json_bytes(parsed))
+    except (TypeError, UnicodeEncodeError):
+        return None
+
+
+def check_signature(
+    secrets: Sequence[str], method: str, target: str, headers: SignedHeaders, body_hashes: Sequence[str]
+) -> bool:
+    """Does any secret sign any accepted form of the body? Constant time per comparison."""
+    matched = False
+    for digest in body_hashes:
+        payload = signing_payload(method, target, headers.timestamp, headers.nonce, digest)
+        for secret in secrets:
+            matched |= signature_matches(secret, payload, headers.signature)
+    return matched
+
+
+def request_target(scope: Scope) -> str:
+    """The path plus raw query exactly as the client sent them."""
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    target = raw_path.decode("latin-1")
+    query = scope.get("query_string") or b""
+    return target + "?" + query.decode("latin-1") if query else target
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _body_chunks(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused (413) as soon as it passes ``limit``."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client_disconnected", "The client went away while sending the body")
+        if message["type"] != "http.request":
+            continue
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"Request body exceeds {limit} bytes")
+        yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in _body_chunks(receive, limit)])
+
+
+async def _spool_body(receive: Receive, limit: int, directory: str | None) -> tuple[IO[bytes], str]:
+    """Write a streamed body to a temporary file, hashing as it goes; memory stays bounded."""
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, dir=directory)  # noqa: SIM115
+    digest = hashlib.sha256()
+    try:
+        async for chunk in _body_chunks(receive, limit):
+            digest.update(chunk)
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool, encode_body_digest(digest.digest())
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the already-read body to the handler, then the real stream (disconnects)."""
+    delivered = False
+
+    async def replay() -> ReceiveMessage:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            event: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+            return event
+        return await receive()
+
+    return replay
+
+
+class AuthMiddleware(ASGIMiddleware):
+    """Verifies every request that is not marked open: HTTP, SSE and WebSocket upgrades alike."""
+
+    exclude_opt_key = OPEN_ROUTE
+
+    def __init__(
+        self,
+        secrets: Callable[[], Sequence[str]],
+        nonces: NonceCache,
+        skew_ms: int,
+        max_body_bytes: int,
+        max_streamed_bytes: int,
+        spool_dir: str | None = None,
+        wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._secrets = secrets
+        self._nonces = nonces
+        self._skew_ms = skew_ms
+        self._max_body_bytes = max_body_bytes
+        self._max_streamed_bytes = max_streamed_bytes
+        self._spool_dir = spool_dir
+        self._now_ms = wall_clock_ms
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        headers = check_headers(
+            _header(scope, TIMESTAMP_HEADER.encode()),
+            _header(scope, NONCE_HEADER.encode()),
+            _header(scope, SIGNATURE_HEADER.encode()),
+            self._now_ms(),
+            self._skew_ms,
+        )
+        method = str(scope.get("method") or "GET")
+        spool: IO[bytes] | None = None
+        if scope["type"] != ScopeType.HTTP:
+            body_hashes = [body_hash(b"")]
+        elif scope["route_handler"].opt.get(STREAMED_BODY):
+            spool, digest = await _spool_body(receive, self._max_streamed_bytes, self._spool_dir)
+            body_hashes = [digest]
+        else:
+            body = await _read_body(receive, self._max_body_bytes)
+            body_hashes = [body_hash(body)]
+            canonical = _canonical_body_hash(body) if body else None
+            if canonical is not None and canonical != body_hashes[0]:
+                body_hashes.append(canonical)
+            receive = _replaying(body, receive)
+        try:
+            self._verify(method, request_target(scope), headers, body_hashes)
+            if spool is not None:
+                scope.setdefault("state", {})[SPOOLED_BODY_STATE] = spool
+            await next_app(scope, receive, send)
+        finally:
+            if spool is not None:
+                spool.close()
+
+    def _verify(self, method: str, target: str, headers: SignedHeaders, body_hashes: list[str]) -> None:
+        # No await between the replay check and remembering the nonce: the pair is atomic.
+        if self._nonces.seen(headers.nonce):
+            raise auth_error("replayed_nonce", "This nonce was already used")
+        if not check_signature(self._secrets(), method, target, headers, body_hashes):
+            raise auth_error("invalid_signature", "Signature does not match")
+        self._nonces.remember(headers.nonce)
+
+
+def spooled_body(scope: Scope) -> IO[bytes]:
+    state: dict[str, Any] = scope.get("state", {})
+    spool: IO[bytes] | None = state.get(SPOOLED_BODY_STATE)
+    if spool is None:
+        raise ApiError(500, "internal_error", "streamed body missing")
+    return spool

@@ -1,0 +1,165 @@
+"""The one place that imports docker-py. Every blocking call leaves the event loop here.
+
+Short calls (inspect, create, remove, ...) share one thread limiter; long ones (exec runs,
+archive streams, event and log streams) have their own, so a burst of streams cannot starve
+the short calls. docker-py's connection pool is sized to both together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import anyio
+import anyio.to_thread
+import docker
+import docker.errors
+import requests
+import requests.exceptions
+from docker.transport.unixconn import UnixHTTPConnection
+from docker.utils import kwargs_from_env
+
+from .errors import ApiError, docker_unavailable, from_engine
+from .settings import Settings
+
+T = TypeVar("T")
+log = logging.getLogger("docker_runner.engine")
+
+APIClient = docker.APIClient
+
+
+def _unix_connect_closing_on_failure(self: UnixHTTPConnection) -> None:
+    # docker-py 7 leaves the socket of a failed connect open until garbage collection: every
+    # readiness probe against an absent engine would leak a descriptor for a while.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(self.timeout)
+        sock.connect(self.unix_socket)
+    except BaseException:
+        sock.close()
+        raise
+    self.sock = sock
+
+
+UnixHTTPConnection.connect = _unix_connect_closing_on_failure  # type: ignore[method-assign]
+
+
+class _ClosingAPIClient(docker.APIClient):
+    """An APIClient that closes its session when construction fails (version negotiation with an
+    absent engine), instead of leaving the socket to the garbage collector."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        try:
+            super().__init__(**kwargs)
+        except BaseException:
+            self.close()
+            raise
+
+
+@contextlib.contextmanager
+def engine_errors() -> Iterator[None]:
+    """Translate docker-py and transport failures into ApiError: the engine's only error boundary."""
+    try:
+        yield
+    except ApiError:
+        raise
+    except docker.errors.APIError as exc:
+        status = exc.status_code or 500
+        explanation = exc.explanation
+        if isinstance(explanation, bytes):
+            explanation = explanation.decode("utf-8", "replace")
+        raise from_engine(status, str(explanation or exc)) from exc
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise docker_unavailable(type(exc).__name__) from exc
+    except docker.errors.DockerException as exc:
+        raise docker_unavailable(str(exc)) from exc
+    except (ConnectionError, FileNotFoundError) as exc:
+        raise docker_unavailable(str(exc)) from exc
+
+
+def image_present(api: APIClient, image: str) -> bool:
+    try:
+        api.inspect_image(image)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+def open_archive_response(api: APIClient, container_id: str, path: str) -> requests.Response:
+    """Start reading a container path as a tar; the caller streams ``raw`` and closes the response.
+
+    docker-py's own get_archive hides the response, so it could not be closed when a download is
+    abandoned; this asks the same endpoint through the client's public session interface."""
+    url = f"{api.base_url}/v{api.api_version}/containers/{quote(container_id, safe='')}/archive"
+    response = api.get(url, params={"path": path}, stream=True, headers={"Accept-Encoding": "identity"})
+    try:
+        response.raise_for_status()
+    except requests.exceptions.HTTPError as exc:
+        response.close()
+        docker.errors.create_api_error_from_http_exception(exc)
+    return response
+
+
+class Engine:
+    """The Docker engine as the runner sees it: a lazily connected APIClient and two thread budgets."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._api: APIClient | None = None
+        self._connect_lock = threading.Lock()
+        self.short_limiter = anyio.CapacityLimiter(settings.engine_threads)
+        self.stream_limiter = anyio.CapacityLimiter(settings.stream_threads)
+
+    def api(self) -> APIClient:
+        """The connected client; connects on first use so that the runner starts without a daemon."""
+        if self._api is not None:
+            return self._api
+        with self._connect_lock:
+            if self._api is None:
+                kwargs: dict[str, Any] = dict(kwargs_from_env())
+                if self._settings.docker_host:
+                    kwargs["base_url"] = self._settings.docker_host
+                with engine_errors():
+                    self._api = _ClosingAPIClient(
+                        version=self._settings.docker_api_version,
+                        timeout=self._settings.docker_timeout_seconds,
+                        max_pool_size=self._settings.engine_threads + self._settings.stream_threads,
+                        **kwargs,
+                    )
+            return self._api
+
+    def _call(self, fn: Callable[[APIClient], T]) -> T:
+        with engine_errors():
+            return fn(self.api())
+
+    async def run(self, fn: Callable[[APIClient], T]) -> T:
+        """A short blocking engine call, off the event loop."""
+        return await anyio.to_thread.run_sync(self._call, fn, limiter=self.short_limiter)
+
+    async def run_stream(self, fn: Callable[[APIClient], T], on_cancel: Callable[[], None] | None = None) -> T:
+        """A long blocking call (an exec run, an archive stream), off the event loop on its own budget.
+
+        With ``on_cancel``, a cancelled caller does not wait for the thread: ``on_cancel`` tells
+        the thread to wind down (kill its exec, close its stream) and the caller moves on."""
+        if on_cancel is None:
+            return await anyio.to_thread.run_sync(self._call, fn, limiter=self.stream_limiter)
+        try:
+            return await anyio.to_thread.run_sync(self._call, fn, limiter=self.stream_limiter, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            on_cancel()
+            raise
+
+    async def ping(self) -> None:
+        def ping(api: APIClient) -> None:
+            api.ping()
+
+        await self.run(ping)
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()

@@ -1,0 +1,259 @@
+"""``POST /v1/exec/run`` on the engine: run a command to its end, a timeout, or a cancel (blocking).
+
+The engine has no exec-kill API and an exec's PID is a host PID, so every exec carries a unique
+marker in its environment; killing it means killing, from a second exec, every process in the
+container whose environment holds that marker: children, background jobs and ``setsid``
+descendants included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import select
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .demux import STDERR, FrameDemuxer
+from .engine import APIClient
+from .output_buffer import TailBuffer
+
+log = logging.getLogger("docker_runner.exec")
+
+EXEC_MARKER_VARIABLE = "DOCKER_RUNNER_EXEC_TOKEN"
+READ_BYTES = 64 * 1024
+EXIT_CODE_WAIT_SECONDS = 5.0
+
+# Kills every process whose environment holds the marker, until a pass finds none. Busybox-safe.
+_KILL_SCRIPT = r"""m="$1"; n=0
+while [ "$n" -lt 100 ]; do
+  found=0
+  for d in /proc/[0-9]*; do
+    p="${d#/proc/}"
+    [ "$p" = "$$" ] && continue
+    if { tr '\000' '\n' < "$d/environ" | grep -qxF "$m"; } 2>/dev/null; then
+      kill -9 "$p" 2>/dev/null; found=1
+    fi
+  done
+  [ "$found" = 0 ] && exit 0
+  n=$((n+1))
+done
+exit 1"""
+
+
+class Ending(enum.Enum):
+    EXITED = "exited"
+    TIMEOUT = "timeout"
+    IDLE_TIMEOUT = "idle_timeout"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    container_id: str
+    cmd: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    tty: bool = False
+    user: str = ""
+    stdin: bytes | None = None
+    timeout_ms: int = 0
+    idle_timeout_ms: int = 0
+    kill_on_timeout: bool = True
+    max_output_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass
+class ExecOutcome:
+    ending: Ending
+    stdout: str
+    stderr: str
+    truncated: bool
+    duration_ms: int
+    exit_code: int | None
+    exec_id: str
+    killed: bool = False
+
+
+class Canceller:
+    """Wakes a blocking exec loop from another thread; the loop selects on ``fileno()``.
+
+    ``cancel`` after ``close`` does nothing: the descriptor number may already belong to
+    another file by then."""
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._lock = threading.Lock()
+        self._closed = False
+        self.cancelled = False
+
+    def fileno(self) -> int:
+        return self._read_fd
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self.cancelled or self._closed:
+                return
+            self.cancelled = True
+            os.write(self._write_fd, b"x")
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self._read_fd)
+                os.close(self._write_fd)
+
+
+def kill_marked_processes(api: APIClient, container_id: str, marker: str) -> bool:
+    """Kill every process of the container that carries ``marker``; True when none is left."""
+    try:
+        created = api.exec_create(container_id, ["sh", "-c", _KILL_SCRIPT, "docker-runner-kill", marker], user="0")
+        api.exec_start(created["Id"])
+        exit_code = api.exec_inspect(created["Id"]).get("ExitCode")
+    except Exception:  # the container died or has no shell: nothing more can be done from here
+        log.warning("could not kill the processes of an exec in %s", container_id[:12], exc_info=True)
+        return False
+    if exit_code != 0:
+        log.warning("kill exec in %s ended with %s", container_id[:12], exit_code)
+    return exit_code == 0
+
+
+def _raw_socket(stream: Any) -> socket.socket:
+    return stream._sock if hasattr(stream, "_sock") else stream  # type: ignore[no-any-return]
+
+
+def _take_buffered(stream: Any, raw: socket.socket) -> bytes:
+    """Bytes the HTTP layer already read past the upgrade's headers, which the raw socket will not see again."""
+    try:
+        reader = stream._response.raw._fp.fp
+    except AttributeError:
+        return b""
+    raw.setblocking(False)
+    try:
+        return reader.read1(READ_BYTES) or b""
+    except (BlockingIOError, OSError, ValueError):
+        return b""
+
+
+def _wait_exit_code(api: APIClient, exec_id: str) -> int | None:
+    deadline = time.monotonic() + EXIT_CODE_WAIT_SECONDS
+    delay = 0.005
+    while True:
+        state = api.exec_inspect(exec_id)
+        if not state.get("Running"):
+            code = state.get("ExitCode")
+            return None if code is None else int(code)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+class _OutputSink:
+    def __init__(self, tty: bool, limit: int) -> None:
+        self._demuxer = None if tty else FrameDemuxer()
+        self.stdout = TailBuffer(limit)
+        self.stderr = TailBuffer(limit)
+
+    def feed(self, data: bytes) -> None:
+        if self._demuxer is None:
+            self.stdout.append(data)
+            return
+        for stream, payload in self._demuxer.feed(data):
+            (self.stderr if stream == STDERR else self.stdout).append(payload)
+
+
+def _pump(raw: socket.socket, spec: ExecSpec, sink: _OutputSink, cancel: Canceller, started: float) -> Ending:
+    """Relay stdin and output until the process ends, a bound passes, or a cancel arrives."""
+    total_deadline = started + spec.timeout_ms / 1000 if spec.timeout_ms > 0 else float("inf")
+    idle_seconds = spec.idle_timeout_ms / 1000 if spec.idle_timeout_ms > 0 else float("inf")
+    idle_deadline = started + idle_seconds
+    stdin = memoryview(spec.stdin) if spec.stdin is not None else None
+    sent = 0
+    if stdin is not None and len(stdin) == 0:
+        raw.shutdown(socket.SHUT_WR)
+        stdin = None
+    while True:
+        now = time.monotonic()
+        if now >= total_deadline:
+            return Ending.TIMEOUT
+        if now >= idle_deadline:
+            return Ending.IDLE_TIMEOUT
+        wait = min(total_deadline, idle_deadline) - now
+        writers = [raw] if stdin is not None else []
+        readers: list[socket.socket | int] = [raw, cancel.fileno()]
+        readable, writable, _ = select.select(readers, writers, [], None if wait == float("inf") else wait)
+        if cancel.fileno() in readable:
+            return Ending.CANCELLED
+        if writable and stdin is not None:
+            try:
+                sent += raw.send(stdin[sent : sent + READ_BYTES])
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:  # the process went away without reading its input
+                sent = len(stdin)
+            if sent >= len(stdin):
+                stdin = None
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_WR)
+        if raw in readable:
+            try:
+                data = raw.recv(READ_BYTES)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return Ending.EXITED
+            if not data:
+                return Ending.EXITED
+            sink.feed(data)
+            idle_deadline = time.monotonic() + idle_seconds
+
+
+def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller) -> ExecOutcome:
+    """Run ``spec`` to its end (blocking). Ends early on a timeout or ``cancel``, killing the
+    command's processes unless ``kill_on_timeout`` is off for a timeout."""
+    started = time.monotonic()
+    marker = f"{EXEC_MARKER_VARIABLE}={uuid.uuid4().hex}"
+    environment = [f"{key}={value}" for key, value in spec.env.items()] + [marker]
+    created = api.exec_create(
+        spec.container_id,
+        spec.cmd,
+        stdin=spec.stdin is not None,
+        tty=spec.tty,
+        environment=environment,
+        workdir=spec.workdir or None,
+        user=spec.user,
+    )
+    exec_id = str(created["Id"])
+    stream = api.exec_start(exec_id, tty=spec.tty, socket=True)
+    raw = _raw_socket(stream)
+    sink = _OutputSink(spec.tty, spec.max_output_bytes)
+    killed = False
+    try:
+        sink.feed(_take_buffered(stream, raw))
+        raw.setblocking(False)
+        ending = _pump(raw, spec, sink, cancel, started)
+        if ending is Ending.CANCELLED or (spec.kill_on_timeout and ending is not Ending.EXITED):
+            killed = kill_marked_processes(api, spec.container_id, marker)
+    finally:
+        stream.close()
+        raw.close()
+    exit_code = _wait_exit_code(api, exec_id) if ending is Ending.EXITED or killed else None
+    return ExecOutcome(
+        ending=ending,
+        stdout=sink.stdout.text(),
+        stderr=sink.stderr.text(),
+        truncated=sink.stdout.truncated or sink.stderr.truncated,
+        duration_ms=int((time.monotonic() - started) * 1000),
+        exit_code=exit_code,
+        exec_id=exec_id,
+        killed=killed,
+    )

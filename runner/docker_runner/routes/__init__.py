@@ -1,0 +1,1 @@
+"""Thin handlers per resource: parse, await the engine, shape the answer."""

@@ -1,0 +1,141 @@
+"""``POST /v1/exec/run`` and ``POST /v1/exec/resize`` (PROTOCOL 3.2)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, post
+from litestar.params import JSONBody
+from litestar.types import Receive
+
+from ..container_spec import NonEmptyStr
+from ..engine import APIClient
+from ..errors import ApiError, validation_error
+from ..exec_run import Canceller, Ending, ExecOutcome, ExecSpec, run_exec
+from ..runtime import RuntimeDep
+
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ExecRunOptions(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    workdir: str | None = None
+    env: dict[str, str] | None = None
+    tty: bool = False
+    timeout_ms: NonNegativeInt | None = None
+    idle_timeout_ms: NonNegativeInt | None = None
+    kill_on_timeout: bool = True
+    user: str | None = None
+    stdin: str | None = None
+    max_output_bytes: PositiveInt | None = None
+
+
+class ExecRunBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    container_id: NonEmptyStr
+    command: NonEmptyStr | Annotated[list[str], msgspec.Meta(min_length=1)]
+    options: ExecRunOptions | None = None
+
+
+class ExecSize(msgspec.Struct, forbid_unknown_fields=True):
+    cols: PositiveInt
+    rows: PositiveInt
+
+
+class ExecResizeBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    exec_id: NonEmptyStr
+    size: ExecSize
+
+
+def shell_command(command: str | list[str]) -> list[str]:
+    """A string runs under a login shell; an array runs as given."""
+    return ["/bin/sh", "-lc", command] if isinstance(command, str) else list(command)
+
+
+def _spec(body: ExecRunBody, max_output_ceiling: int) -> ExecSpec:
+    options = body.options or ExecRunOptions()
+    stdin = None
+    if options.stdin is not None:
+        try:
+            stdin = base64.b64decode(options.stdin, validate=True)
+        except (binascii.Error, ValueError):
+            raise validation_error("options.stdin", "is not valid base64") from None
+    max_output = options.max_output_bytes or max_output_ceiling
+    if max_output > max_output_ceiling:
+        raise validation_error("options.maxOutputBytes", f"must be at most {max_output_ceiling}")
+    return ExecSpec(
+        container_id=body.container_id,
+        cmd=shell_command(body.command),
+        env=dict(options.env or {}),
+        workdir=options.workdir,
+        tty=options.tty,
+        user=options.user or "",
+        stdin=stdin,
+        timeout_ms=options.timeout_ms or 0,
+        idle_timeout_ms=options.idle_timeout_ms or 0,
+        kill_on_timeout=options.kill_on_timeout,
+        max_output_bytes=max_output,
+    )
+
+
+async def _cancel_on_disconnect(receive: Receive, canceller: Canceller) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            canceller.cancel()
+            return
+
+
+def _answer(spec: ExecSpec, outcome: ExecOutcome) -> dict[str, Any]:
+    if outcome.ending is Ending.TIMEOUT:
+        raise ApiError(
+            504,
+            "exec_timeout",
+            f"Exec timed out after {spec.timeout_ms}ms",
+            details={"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed},
+        )
+    if outcome.ending is Ending.IDLE_TIMEOUT:
+        raise ApiError(
+            504,
+            "exec_idle_timeout",
+            f"Exec idle timed out after {spec.idle_timeout_ms}ms",
+            details={"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed},
+        )
+    return {
+        "stdout": outcome.stdout,
+        "stderr": outcome.stderr,
+        "exitCode": -1 if outcome.exit_code is None else outcome.exit_code,
+        "durationMs": outcome.duration_ms,
+        "truncated": outcome.truncated,
+        "execId": outcome.exec_id,
+    }
+
+
+@post("/v1/exec/run", status_code=200)
+async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
+    spec = _spec(data, runtime.settings.max_output_bytes)
+    canceller = Canceller()
+
+    def run(api: APIClient) -> ExecOutcome:
+        try:
+            return run_exec(api, spec, canceller)
+        finally:
+            canceller.close()
+
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(request.receive, canceller))
+    try:
+        outcome = await runtime.engine.run_stream(run, on_cancel=canceller.cancel)
+    finally:
+        watcher.cancel()
+    return _answer(spec, outcome)
+
+
+@post("/v1/exec/resize", status_code=204)
+async def exec_resize(data: JSONBody[ExecResizeBody], runtime: RuntimeDep) -> None:
+    await runtime.engine.run(lambda api: api.exec_resize(data.exec_id, height=data.size.rows, width=data.size.cols))
+
+
+ROUTES = [exec_run, exec_resize]

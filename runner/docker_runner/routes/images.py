@@ -1,0 +1,34 @@
+"""Images and volumes."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import post
+from litestar.params import JSONBody
+
+from .. import containers, images
+from ..container_spec import NonEmptyStr
+from ..runtime import RuntimeDep
+
+
+class EnsureImageBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    image: NonEmptyStr
+    platform: NonEmptyStr | None = None
+
+
+class RemoveVolumeBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    volume_name: NonEmptyStr
+    force: bool = False
+
+
+@post("/v1/images/ensure", status_code=204)
+async def ensure_image(data: JSONBody[EnsureImageBody], runtime: RuntimeDep) -> None:
+    await images.ensure(runtime.engine, data.image, data.platform)
+
+
+@post("/v1/volumes/remove", status_code=204)
+async def remove_volume(data: JSONBody[RemoveVolumeBody], runtime: RuntimeDep) -> None:
+    await containers.remove_volume(runtime.engine, data.volume_name, data.force)
+
+
+ROUTES = [ensure_image, remove_volume]

@@ -1,0 +1,105 @@
+"""The runner's configuration: read from the environment in this one place, frozen afterwards."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+MIN_SECRET_BYTES = 32
+
+
+class SettingsError(ValueError):
+    """A variable is missing or malformed; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    shared_secret: str = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 7071
+    log_level: str = "info"
+    insecure_dev: bool = False
+    clock_skew_ms: int = 60_000
+    nonce_cache_size: int = 100_000
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_archive_bytes: int = 4 * 1024 * 1024 * 1024
+    max_output_bytes: int = 10 * 1024 * 1024
+    engine_threads: int = 32
+    stream_threads: int = 64
+    reaper_interval_ms: int = 10_000
+    shutdown_grace_seconds: int = 5
+    docker_host: str | None = None
+    docker_api_version: str = "auto"
+    docker_timeout_seconds: int = 60
+    spool_dir: Path | None = None
+    instance: str = "default"
+
+    def __post_init__(self) -> None:
+        if not self.shared_secret:
+            raise SettingsError("DOCKER_RUNNER_SHARED_SECRET is not set")
+        if len(self.shared_secret.encode("utf-8")) < MIN_SECRET_BYTES and not self.insecure_dev:
+            raise SettingsError(
+                f"DOCKER_RUNNER_SHARED_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+                "(or set DOCKER_RUNNER_INSECURE_DEV=true for local experiments)"
+            )
+
+    @property
+    def replay_window_ms(self) -> int:
+        """How long a nonce is remembered: twice the skew, so no accepted timestamp outlives it."""
+        return 2 * self.clock_skew_ms
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{key: value for key, value in changes.items() if value is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        spool = env.get("DOCKER_RUNNER_SPOOL_DIR", "").strip()
+        return cls(
+            shared_secret=env.get("DOCKER_RUNNER_SHARED_SECRET", ""),
+            host=env.get("DOCKER_RUNNER_HOST", "").strip() or "127.0.0.1",
+            port=_int(env, "DOCKER_RUNNER_PORT", 7071),
+            log_level=env.get("DOCKER_RUNNER_LOG_LEVEL", "").strip().lower() or "info",
+            insecure_dev=_bool(env, "DOCKER_RUNNER_INSECURE_DEV", False),
+            clock_skew_ms=_int(env, "DOCKER_RUNNER_CLOCK_SKEW_MS", 60_000, minimum=1),
+            nonce_cache_size=_int(env, "DOCKER_RUNNER_NONCE_CACHE_SIZE", 100_000, minimum=1),
+            max_body_bytes=_int(env, "DOCKER_RUNNER_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1),
+            max_archive_bytes=_int(env, "DOCKER_RUNNER_MAX_ARCHIVE_BYTES", 4 * 1024 * 1024 * 1024, minimum=1),
+            max_output_bytes=_int(env, "DOCKER_RUNNER_MAX_OUTPUT_BYTES", 10 * 1024 * 1024, minimum=1),
+            engine_threads=_int(env, "DOCKER_RUNNER_ENGINE_THREADS", 32, minimum=1),
+            stream_threads=_int(env, "DOCKER_RUNNER_STREAM_THREADS", 64, minimum=1),
+            reaper_interval_ms=_int(env, "DOCKER_RUNNER_REAPER_INTERVAL_MS", 10_000, minimum=100),
+            shutdown_grace_seconds=_int(env, "DOCKER_RUNNER_SHUTDOWN_GRACE_S", 5),
+            docker_host=env.get("DOCKER_HOST", "").strip() or None,
+            docker_api_version=env.get("DOCKER_API_VERSION", "").strip() or "auto",
+            docker_timeout_seconds=_int(env, "DOCKER_RUNNER_DOCKER_TIMEOUT_S", 60, minimum=1),
+            spool_dir=Path(spool) if spool else None,
+            instance=env.get("DOCKER_RUNNER_INSTANCE", "").strip() or "default",
+        )

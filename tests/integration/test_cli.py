@@ -1,0 +1,71 @@
+"""The console script: settings from arguments and the environment, fail-fast on a bad secret."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from docker_runner import envfile
+from tests.support.waiting import wait_for
+
+RUNNER = [sys.executable, "-m", "docker_runner"]
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DOCKER_RUNNER_")}
+    env.update(values)
+    return env
+
+
+@pytest.mark.parametrize("secret", [None, "", "too-short"])
+def test_bad_secret_exits_with_one_line(secret: str | None) -> None:
+    env = _env() if secret is None else _env(DOCKER_RUNNER_SHARED_SECRET=secret)
+    done = subprocess.run(RUNNER, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DOCKER_RUNNER_SHARED_SECRET" in lines[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_arguments_beat_environment_and_env_file(tmp_path: Path) -> None:
+    """--port beats DOCKER_RUNNER_PORT; --ensure-secret writes a secret into the env file and says so."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("DOCKER_RUNNER_SHARED_SECRET=\nDOCKER_RUNNER_PORT=1\n")
+    port = _free_port()
+    process = subprocess.Popen(
+        [*RUNNER, "--env-file", str(env_file), "--ensure-secret", "--port", str(port)],
+        env=_env(DOCKER_HOST="unix:///nonexistent.sock"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _answers(port), timeout=30, what="the runner to listen")
+        assert len(envfile.parse(env_file.read_text())["DOCKER_RUNNER_SHARED_SECRET"]) >= 32
+        ready = httpx.get(f"http://127.0.0.1:{port}/v1/ready")
+        assert ready.status_code == 503  # started without an engine
+    finally:
+        process.terminate()
+        stdout, _ = process.communicate(timeout=30)
+    assert "generated a shared secret" in stdout
+    # uvicorn shuts down gracefully, then re-raises the signal it caught
+    assert process.returncode in (0, -signal.SIGTERM)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

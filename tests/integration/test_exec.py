@@ -1,0 +1,211 @@
+"""POST /v1/exec/run against real containers (PROTOCOL 3.2)."""
+
+from __future__ import annotations
+
+import base64
+import resource
+import time
+import uuid
+
+import docker
+import httpx
+import pytest
+
+from docker_runner_client import (
+    Conflict,
+    ExecOptions,
+    ExecTimeout,
+    HttpDockerRunnerClient,
+    NotFound,
+    StartedContainer,
+    ValidationFailed,
+)
+from tests.conftest import sleeper_opts
+from tests.support.server import RunningServer
+from tests.support.signed import error_of, signed_request
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.docker
+
+
+def processes(api: docker.APIClient, container_id: str) -> str:
+    created = api.exec_create(container_id, ["ps", "-o", "pid,stat,args"])
+    return api.exec_start(created["Id"]).decode()
+
+
+def test_string_command_runs_in_a_shell(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    result = client.exec_run(container.container_id, "echo out; echo err >&2; exit 7")
+    assert (result.stdout, result.stderr, result.exit_code, result.truncated) == ("out\n", "err\n", 7, False)
+    assert result.duration_ms is not None and result.duration_ms >= 0
+
+
+def test_array_command_runs_as_given(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    result = client.exec_run(container.container_id, ["echo", "a  b", "$HOME"])
+    assert (result.stdout, result.exit_code) == ("a  b $HOME\n", 0)
+
+
+def test_env_workdir_and_user(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    options = ExecOptions(env={"FOO": "bar baz"}, workdir="/tmp", user="nobody")
+    result = client.exec_run(container.container_id, 'echo "$FOO"; pwd; id -u', options)
+    assert result.stdout == "bar baz\n/tmp\n65534\n"
+
+
+def test_stdin_reaches_the_process_then_eof(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    """stdin is written, then closed: cat ends on its own."""
+    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    result = client.exec_run(container.container_id, "wc -c; echo done", ExecOptions(stdin=payload))
+    assert result.stdout.split() == [str(len(payload)), "done"]
+    small = client.exec_run(container.container_id, ["cat"], ExecOptions(stdin="héllo\n".encode()))
+    assert small.stdout == "héllo\n"
+
+
+def test_empty_stdin_is_immediate_eof(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    assert client.exec_run(container.container_id, ["cat"], ExecOptions(stdin=b"")).stdout == ""
+
+
+def test_zero_timeouts_mean_no_bound(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    """timeoutMs 0 and idleTimeoutMs 0: a silent 1.5 s command runs to its end."""
+    options = ExecOptions(timeout_ms=0, idle_timeout_ms=0)
+    result = client.exec_run(container.container_id, "sleep 1.5; echo done", options)
+    assert (result.stdout, result.exit_code) == ("done\n", 0)
+
+
+def test_undecodable_output_is_replaced(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    result = client.exec_run(container.container_id, r"printf 'ok \377\376 é'")
+    assert result.stdout == "ok \ufffd\ufffd é"
+
+
+def test_tty_merges_streams(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    result = client.exec_run(container.container_id, "echo out; echo err >&2", ExecOptions(tty=True))
+    assert result.stdout.replace("\r\n", "\n") == "out\nerr\n" and result.stderr == ""
+
+
+TREE = "sleep {n}1 & setsid sleep {n}2 & (sleep {n}3 &); echo started; echo warn >&2; sleep {n}4"
+
+
+def _tree(tag: int) -> tuple[str, list[str]]:
+    return TREE.format(n=tag), [f"sleep {tag}{index}" for index in range(1, 5)]
+
+
+def test_total_timeout_kills_the_whole_tree(
+    client: HttpDockerRunnerClient, container: StartedContainer, docker_api: docker.APIClient
+) -> None:
+    """A timeout answers 504 with the partial output, after every process of the command is gone;
+    the container keeps running."""
+    command, sleepers = _tree(771)
+    started = time.monotonic()
+    with pytest.raises(ExecTimeout) as caught:
+        client.exec_run(container.container_id, command, ExecOptions(timeout_ms=1000))
+    elapsed = time.monotonic() - started
+    error = caught.value
+    assert (error.status_code, error.code, error.message) == (504, "exec_timeout", "Exec timed out after 1000ms")
+    assert (error.stdout, error.stderr, error.retryable) == ("started\n", "warn\n", False)
+    assert elapsed >= 1.0
+    remaining = processes(docker_api, container.container_id)
+    assert not [s for s in sleepers if s in remaining], remaining
+    assert client.inspect_container(container.container_id)["State"]["Running"]
+
+
+def test_idle_timeout_fires_after_silence(
+    client: HttpDockerRunnerClient, container: StartedContainer, docker_api: docker.APIClient
+) -> None:
+    """Output resets the idle clock; silence past idleTimeoutMs ends the run with exec_idle_timeout."""
+    command = "for i in 1 2 3 4 5; do echo tick$i; sleep 0.3; done; sleep 7771"
+    with pytest.raises(ExecTimeout) as caught:
+        client.exec_run(container.container_id, command, ExecOptions(idle_timeout_ms=1000))
+    assert caught.value.code == "exec_idle_timeout"
+    assert caught.value.message == "Exec idle timed out after 1000ms"
+    assert caught.value.stdout == "".join(f"tick{i}\n" for i in range(1, 6))
+    assert "sleep 7771" not in processes(docker_api, container.container_id)
+
+
+def test_kill_on_timeout_false_leaves_the_process(
+    client: HttpDockerRunnerClient, container: StartedContainer, docker_api: docker.APIClient
+) -> None:
+    with pytest.raises(ExecTimeout):
+        client.exec_run(container.container_id, "sleep 7772", ExecOptions(timeout_ms=300, kill_on_timeout=False))
+    assert "sleep 7772" in processes(docker_api, container.container_id)
+
+
+def test_output_flood_is_bounded(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    """256 MiB of output keeps the last maxOutputBytes and does not grow the runner's memory with it."""
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    options = ExecOptions(max_output_bytes=1024 * 1024)
+    result = client.exec_run(container.container_id, "head -c 268435456 /dev/zero; echo; echo tail-marker", options)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert result.truncated and result.exit_code == 0
+    assert len(result.stdout.encode()) == 1024 * 1024 and result.stdout.endswith("\ntail-marker\n")
+    assert grown_mib < 64, f"the process grew by {grown_mib:.0f} MiB"
+
+
+def test_max_output_above_the_ceiling_is_refused(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        client.exec_run(container.container_id, "true", ExecOptions(max_output_bytes=10**12))
+    assert "options.maxOutputBytes" in caught.value.message
+
+
+def test_missing_and_stopped_containers(client: HttpDockerRunnerClient) -> None:
+    with pytest.raises(NotFound) as missing:
+        client.exec_run("does-not-exist-xyz", "true")
+    assert missing.value.code == "no_such_container"
+    stopped = client.start_container(sleeper_opts(auto_remove=False))
+    try:
+        client.stop_container(stopped.container_id, timeout_sec=0)
+        with pytest.raises(Conflict) as caught:
+            client.exec_run(stopped.container_id, "true")
+        assert caught.value.code == "container_not_running"
+    finally:
+        client.remove_container(stopped.container_id, force=True)
+
+
+def test_client_disconnect_kills_the_exec(
+    runner: RunningServer, container: StartedContainer, docker_api: docker.APIClient
+) -> None:
+    """When the HTTP client goes away mid-run, the exec's processes are killed."""
+    body = {"containerId": container.container_id, "command": "sleep 7773"}
+    with pytest.raises(httpx.ReadTimeout):
+        signed_request(runner.url, "POST", "/v1/exec/run", json_body=body, timeout=1.0)
+    wait_for(
+        lambda: "sleep 7773" not in processes(docker_api, container.container_id),
+        what="the exec to be killed after the client left",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"containerId": "x"}, "command"),
+        ({"containerId": "x", "command": []}, "command"),
+        ({"containerId": "x", "command": "true", "options": {"timeoutMs": -1}}, "options.timeoutMs"),
+        ({"containerId": "x", "command": "true", "options": {"idleTimeoutMs": "soon"}}, "options.idleTimeoutMs"),
+        ({"containerId": "x", "command": "true", "options": {"stdin": "%%%"}}, "options.stdin"),
+        ({"containerId": "x", "command": "true", "options": {"bogus": 1}}, "bogus"),
+        ({"containerId": "x", "command": "true", "extra": 1}, "extra"),
+    ],
+)
+def test_bad_exec_bodies_name_the_field(runner: RunningServer, body: dict[str, object], field: str) -> None:
+    response = signed_request(runner.url, "POST", "/v1/exec/run", json_body=body)
+    error = error_of(response)
+    assert (response.status_code, error["code"]) == (400, "validation_error")
+    assert field in error["message"]
+
+
+def test_exec_ids_are_resizable(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    """An exec id from a tty exec run can be resized; an unknown one is 404."""
+    result = client.exec_run(container.container_id, "true", ExecOptions(tty=True))
+    exec_id = str(result.extra["execId"])
+    with pytest.raises((NotFound, Conflict)):
+        # the exec has ended: the engine refuses to resize it, with its own status
+        client.resize_exec(exec_id, 100, 30)
+    with pytest.raises(NotFound):
+        client.resize_exec("no-such-exec-" + uuid.uuid4().hex, 100, 30)
+
+
+def test_stdin_is_base64_on_the_wire(runner: RunningServer, container: StartedContainer) -> None:
+    body = {
+        "containerId": container.container_id,
+        "command": ["cat"],
+        "options": {"stdin": base64.b64encode(b"raw bytes").decode()},
+    }
+    response = signed_request(runner.url, "POST", "/v1/exec/run", json_body=body)
+    assert response.json()["stdout"] == "raw bytes"

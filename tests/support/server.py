@@ -1,0 +1,75 @@
+"""A real uvicorn serving a real runner app on a free port, in a background thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from docker_runner.app import create_app
+from docker_runner.runtime import Runtime
+from docker_runner.settings import Settings
+
+TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def make_settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "shared_secret": TEST_SECRET,
+        "reaper_interval_ms": 200,
+        "shutdown_grace_seconds": 2,
+        "instance": "test-" + uuid.uuid4().hex[:8],  # runners of one test run must not reap each other's
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+class RunningServer:
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings, runtime),
+                log_level="warning",
+                lifespan="on",
+                timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+                ws_ping_interval=1,
+                ws_ping_timeout=2,
+            )
+        )
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the runner did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        self._socket.close()
+
+
+@contextmanager
+def running_runner(settings: Settings | None = None) -> Iterator[RunningServer]:
+    settings = settings or make_settings()
+    server = RunningServer(settings, Runtime.create(settings))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
