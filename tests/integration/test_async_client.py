@@ -1,0 +1,50 @@
+"""The asynchronous client against a real runner: same methods, same results, same errors."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import anyio
+import pytest
+
+from docker_runner_client import AsyncHttpDockerRunnerClient, ExecOptions, ExecTimeout, NotFound
+from tests.conftest import sleeper_opts
+from tests.support.server import TEST_SECRET, RunningServer
+
+pytestmark = pytest.mark.docker
+
+
+async def _scenario(url: str) -> None:
+    async with AsyncHttpDockerRunnerClient(url, TEST_SECRET) as client:
+        assert await client.health() == "ok"
+        started = await client.start_container(sleeper_opts())
+        try:
+            assert (await client.inspect_container(started.container_id))["State"]["Running"]
+            results = []
+
+            async def run(index: int) -> None:
+                results.append(await client.exec_run(started.container_id, f"echo {index}"))
+
+            async with anyio.create_task_group() as group:
+                for index in range(8):
+                    group.start_soon(run, index)
+            assert sorted(r.stdout for r in results) == [f"{i}\n" for i in range(8)]
+            with pytest.raises(ExecTimeout):
+                await client.exec_run(started.container_id, "sleep 5", ExecOptions(timeout_ms=200))
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as archive:
+                info = tarfile.TarInfo("hello.txt")
+                info.size = 5
+                archive.addfile(info, io.BytesIO(b"hello"))
+            await client.upload_archive(started.container_id, "/tmp", buffer.getvalue())
+            assert len(await client.get_archive(started.container_id, "/tmp/hello.txt")) >= 512
+        finally:
+            await client.remove_container(started.container_id, force=True)
+        with pytest.raises(NotFound):
+            await client.inspect_container(started.container_id)
+
+
+def test_async_client_end_to_end(runner: RunningServer) -> None:
+    """Lifecycle, eight concurrent execs, a timeout and archives through the async client."""
+    anyio.run(_scenario, runner.url)

@@ -1,0 +1,35 @@
+"""The client's public surface is explicit: everything exported exists, nothing private leaks."""
+
+from __future__ import annotations
+
+import inspect
+
+import docker_runner_client
+from docker_runner_client import AsyncHttpDockerRunnerClient, HttpDockerRunnerClient
+
+
+def test_all_is_sorted_and_complete() -> None:
+    exported = docker_runner_client.__all__
+    assert exported == sorted(exported)
+    for name in exported:
+        assert hasattr(docker_runner_client, name), name
+    public = {name for name in dir(docker_runner_client) if not name.startswith("_")}
+    assert public == set(exported)
+
+
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_") and name not in {"close", "aclose"}
+    }
+
+
+def test_sync_and_async_clients_have_the_same_methods() -> None:
+    """Every method exists on both clients, with the same parameters."""
+    sync_methods = _public_methods(HttpDockerRunnerClient)
+    async_methods = _public_methods(AsyncHttpDockerRunnerClient)
+    assert set(sync_methods) == set(async_methods)
+    for name, signature in sync_methods.items():
+        assert list(signature.parameters) == list(async_methods[name].parameters), name
+        assert inspect.iscoroutinefunction(getattr(AsyncHttpDockerRunnerClient, name)), name
