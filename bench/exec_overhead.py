@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import docker
 from tests.support.server import TEST_SECRET, make_settings, running_runner
 
+from docker_runner.container_spec import MANAGED_LABEL
 from docker_runner_client import HttpDockerRunnerClient
 
 IMAGE = "runner-test/busybox:latest"
@@ -70,11 +71,14 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 @contextmanager
 def bench_container(api: docker.APIClient) -> Iterator[str]:
-    """One ``sleep 3600`` busybox container (with init), removed whatever happens."""
+    """One ``sleep 3600`` busybox container (with init), removed whatever happens.
+
+    It carries the runner's managed label: by default the runner answers 404 for containers it did
+    not create. It has no TTL label, so no reaper touches it."""
     container = api.create_container(
         IMAGE,
         command=["sleep", "3600"],
-        labels={BENCH_LABEL: "1"},
+        labels={BENCH_LABEL: "1", MANAGED_LABEL: "true"},
         host_config=api.create_host_config(init=True),
     )
     container_id = str(container["Id"])

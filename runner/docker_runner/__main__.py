@@ -12,6 +12,8 @@ import uvicorn
 
 from . import envfile
 from .app import create_app
+from .policy import PolicyError
+from .runtime import Runtime
 from .settings import Settings, SettingsError
 
 
@@ -41,14 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         envfile.load(args.env_file)
     try:
         settings = Settings.from_env().with_overrides(host=args.host, port=args.port, log_level=args.log_level)
-    except SettingsError as exc:
+        runtime = Runtime.create(settings)
+    except (SettingsError, PolicyError) as exc:
         print(f"docker-runner: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, runtime),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -12,6 +12,7 @@ from litestar.di import Provide
 
 from .auth import AuthMiddleware
 from .errors import exception_handlers
+from .openapi import openapi_config, openapi_document
 from .reaper import reap_forever
 from .routes import archives, containers, exec, health, images
 from .runtime import Runtime, provide_runtime
@@ -50,13 +51,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *archives.ROUTES,
             *images.ROUTES,
             *exec.ROUTES,
+            openapi_document,
         ],
         middleware=[auth],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         exception_handlers=exception_handlers(),
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=None,
+        openapi_config=openapi_config(),
         logging_config=None,
     )
     app.state.runtime = runtime

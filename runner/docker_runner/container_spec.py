@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .engine_fields import normalize_create_body
+
 MANAGED_LABEL = "dev.docker-runner.managed"
 TTL_LABEL = "dev.docker-runner.ttl-seconds"
 INSTANCE_LABEL = "dev.docker-runner.instance"
@@ -79,7 +81,7 @@ def _host_config(opts: ContainerOpts) -> dict[str, Any]:
 
 def build_create_body(opts: ContainerOpts, instance: str) -> dict[str, Any]:
     """The engine's create body: the options, the runner's labels, then ``createExtras`` merged
-    last (``HostConfig`` shallowly)."""
+    last (``HostConfig`` shallowly), every key in the engine's one spelling."""
     runner_labels = {MANAGED_LABEL: "true", INSTANCE_LABEL: instance}
     if opts.ttl_seconds is not None:
         runner_labels[TTL_LABEL] = str(opts.ttl_seconds)
@@ -96,7 +98,7 @@ def build_create_body(opts: ContainerOpts, instance: str) -> dict[str, Any]:
         body["WorkingDir"] = opts.working_dir
     if opts.anonymous_volumes:
         body["Volumes"] = {path: {} for path in opts.anonymous_volumes}
-    extras = dict(opts.create_extras or {})
+    extras = normalize_create_body(opts.create_extras or {})
     extra_host = extras.pop("HostConfig", None)
     body.update(extras)
     if isinstance(extra_host, dict):

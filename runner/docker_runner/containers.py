@@ -1,4 +1,4 @@
-"""Container operations of the REST API, as the engine is asked for them."""
+"""Container operations of the REST API, as the engine is asked for them, inside the runner's scope."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .container_spec import ContainerOpts, build_create_body
-from .engine import APIClient, Engine
-from .errors import ApiError
+from .container_spec import INSTANCE_LABEL, MANAGED_LABEL
+from .engine import APIClient, Engine, remove_if_present, volume_labels
+from .errors import ApiError, from_engine
+from .policy import CreateChecker
+from .scope import Scope, is_managed
 
 log = logging.getLogger("docker_runner.containers")
 
@@ -16,13 +18,39 @@ log = logging.getLogger("docker_runner.containers")
 _STOP_IS_DONE = (304, 404, 409)
 
 
-def _create_and_start(api: APIClient, body: dict[str, Any], name: str | None, platform: str | None) -> dict[str, Any]:
+def _named_volumes(body: Mapping[str, Any]) -> list[str]:
+    host = body.get("HostConfig") or {}
+    names = [bind.split(":", 1)[0] for bind in host.get("Binds") or [] if not str(bind).startswith("/")]
+    names += [str(m["Source"]) for m in host.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Source")]
+    return [name for name in names if name]
+
+
+def _prepare_volumes(api: APIClient, body: Mapping[str, Any], scope: Scope) -> None:
+    """Named volumes the engine would create on the fly are created here, labelled as the runner's;
+    an existing volume outside the runner's scope does not exist for this request."""
+    labels = {MANAGED_LABEL: "true", INSTANCE_LABEL: str(body["Labels"].get(INSTANCE_LABEL, ""))}
+    for name in _named_volumes(body):
+        existing = volume_labels(api, name)
+        if existing is None:
+            api.create_volume(name, labels=labels)
+        elif scope.managed_only and not is_managed(existing):
+            raise from_engine(404, f"get {name}: no such volume")
+
+
+def _create_and_start(
+    api: APIClient, body: dict[str, Any], name: str | None, platform: str | None, scope: Scope
+) -> dict[str, Any]:
+    _prepare_volumes(api, body, scope)
     created = api.create_container_from_config(body, name=name, platform=platform)
     container_id = str(created["Id"])
+    scope.remember(container_id)
     try:
         api.start(container_id)
     except Exception:
-        _remove_quietly(api, container_id)
+        try:
+            remove_if_present(api, container_id)
+        except Exception:
+            log.warning("could not remove container %s after a failed start", container_id[:12], exc_info=True)
         raise
     try:
         state = api.inspect_container(container_id)
@@ -35,45 +63,50 @@ def _create_and_start(api: APIClient, body: dict[str, Any], name: str | None, pl
     }
 
 
-def _remove_quietly(api: APIClient, container_id: str) -> None:
+async def create_and_start(
+    engine: Engine,
+    checker: CreateChecker,
+    scope: Scope,
+    body: dict[str, Any],
+    name: str | None = None,
+    platform: str | None = None,
+) -> dict[str, Any]:
+    """Check ``body`` against the policy (filling in its ceilings), then create and start it."""
+    checked = checker.check(body)
+    return await engine.run(lambda api: _create_and_start(api, checked, name, platform, scope))
+
+
+async def stop(engine: Engine, scope: Scope, reference: str, timeout_sec: int) -> None:
     try:
-        api.remove_container(container_id, force=True, v=True)
-    except Exception:
-        log.warning("could not remove container %s after a failed start", container_id[:12], exc_info=True)
-
-
-async def start(engine: Engine, opts: ContainerOpts, instance: str) -> dict[str, Any]:
-    body = build_create_body(opts, instance)
-    return await engine.run(lambda api: _create_and_start(api, body, opts.name, opts.platform))
-
-
-async def stop(engine: Engine, container_id: str, timeout_sec: int) -> None:
-    try:
+        container_id = await scope.container(reference)
         await engine.run(lambda api: api.stop(container_id, timeout=timeout_sec))
     except ApiError as error:
         if error.status not in _STOP_IS_DONE:
             raise
 
 
-async def remove(engine: Engine, container_id: str, force: bool, remove_volumes: bool) -> None:
+async def remove(engine: Engine, scope: Scope, reference: str, force: bool, remove_volumes: bool) -> None:
     try:
+        container_id = await scope.container(reference)
         await engine.run(lambda api: api.remove_container(container_id, force=force, v=remove_volumes))
     except ApiError as error:
         if error.status != 404 and error.code != "removal_in_progress":
             raise
 
 
-async def inspect(engine: Engine, container_id: str) -> dict[str, Any]:
-    return await engine.run(lambda api: api.inspect_container(container_id))
+async def inspect(engine: Engine, scope: Scope, reference: str) -> dict[str, Any]:
+    document: dict[str, Any] = await engine.run(lambda api: api.inspect_container(reference))
+    scope.check_inspected(reference, document)
+    return document
 
 
-async def labels(engine: Engine, container_id: str) -> dict[str, str]:
-    document = await inspect(engine, container_id)
+async def labels(engine: Engine, scope: Scope, reference: str) -> dict[str, str]:
+    document = await inspect(engine, scope, reference)
     return dict(document.get("Config", {}).get("Labels") or {})
 
 
-async def networks(engine: Engine, container_id: str) -> list[str]:
-    document = await inspect(engine, container_id)
+async def networks(engine: Engine, scope: Scope, reference: str) -> list[str]:
+    document = await inspect(engine, scope, reference)
     return sorted((document.get("NetworkSettings", {}).get("Networks") or {}).keys())
 
 
@@ -82,16 +115,24 @@ def _ids_by_creation(listed: list[dict[str, Any]]) -> list[str]:
     return [str(item["Id"]) for item in ordered]
 
 
-async def find_by_labels(engine: Engine, wanted: Mapping[str, str], include_stopped: bool) -> list[str]:
-    filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
+async def find_by_labels(engine: Engine, scope: Scope, wanted: Mapping[str, str], include_stopped: bool) -> list[str]:
+    filters = {"label": [f"{key}={value}" for key, value in wanted.items()] + scope.label_filters()}
     listed = await engine.run(lambda api: api.containers(all=include_stopped, filters=filters))
     return _ids_by_creation(listed)
 
 
-async def list_by_volume(engine: Engine, volume_name: str) -> list[str]:
-    listed = await engine.run(lambda api: api.containers(all=True, filters={"volume": volume_name}))
+async def list_by_volume(engine: Engine, scope: Scope, volume_name: str) -> list[str]:
+    try:
+        await scope.volume(volume_name)
+    except ApiError as error:
+        if error.status == 404:
+            return []  # no such volume (or not the runner's): nothing uses it
+        raise
+    filters: dict[str, Any] = {"volume": volume_name, "label": scope.label_filters()}
+    listed = await engine.run(lambda api: api.containers(all=True, filters=filters))
     return _ids_by_creation(listed)
 
 
-async def remove_volume(engine: Engine, volume_name: str, force: bool) -> None:
+async def remove_volume(engine: Engine, scope: Scope, volume_name: str, force: bool) -> None:
+    await scope.volume(volume_name)
     await engine.run(lambda api: api.remove_volume(volume_name, force=force))

@@ -90,6 +90,21 @@ def image_present(api: APIClient, image: str) -> bool:
     return True
 
 
+def remove_if_present(api: APIClient, container_id: str) -> None:
+    """Force-remove a container; one already gone (auto-removed) is fine."""
+    with contextlib.suppress(docker.errors.NotFound):
+        api.remove_container(container_id, force=True, v=True)
+
+
+def volume_labels(api: APIClient, name: str) -> dict[str, str] | None:
+    """A volume's labels, or None when there is no such volume."""
+    try:
+        document = api.inspect_volume(name)
+    except docker.errors.NotFound:
+        return None
+    return dict(document.get("Labels") or {})
+
+
 def open_archive_response(api: APIClient, container_id: str, path: str) -> requests.Response:
     """Start reading a container path as a tar; the caller streams ``raw`` and closes the response.
 

@@ -9,7 +9,9 @@ from litestar.di import NamedDependency
 
 from .auth import NonceCache
 from .engine import Engine
+from .policy import CreateChecker, Policy, load_policy, sockets_for
 from .reaper import TouchLog
+from .scope import Scope
 from .settings import Settings
 
 
@@ -18,18 +20,27 @@ class Runtime:
     settings: Settings
     engine: Engine
     nonces: NonceCache
+    policy: Policy
+    checker: CreateChecker
+    scope: Scope
     touches: TouchLog = field(default_factory=TouchLog)
 
     @classmethod
-    def create(cls, settings: Settings) -> Runtime:
+    def create(cls, settings: Settings, policy: Policy | None = None) -> Runtime:
+        """Everything the app shares; ``policy`` defaults to DOCKER_RUNNER_POLICY's (PolicyError if unusable)."""
+        engine = Engine(settings)
+        policy = policy or load_policy(settings.policy_path)
         return cls(
             settings=settings,
-            engine=Engine(settings),
+            engine=engine,
             nonces=NonceCache(settings.nonce_cache_size, settings.replay_window_ms),
+            policy=policy,
+            checker=CreateChecker(policy, sockets_for(settings.docker_host)),
+            scope=Scope(engine, managed_only=not settings.scope_all),
         )
 
     def secrets(self) -> tuple[str, ...]:
-        return (self.settings.shared_secret,)
+        return self.settings.secrets
 
 
 def provide_runtime(state: State) -> Runtime:

@@ -39,6 +39,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _scope_all(env: Mapping[str, str]) -> bool:
+    raw = env.get("DOCKER_RUNNER_SCOPE", "").strip().lower() or "managed"
+    if raw not in ("managed", "all"):
+        raise SettingsError(f"DOCKER_RUNNER_SCOPE must be managed or all, got {raw!r}")
+    return raw == "all"
+
+
 @dataclass(frozen=True)
 class Settings:
     shared_secret: str = field(repr=False)
@@ -60,15 +67,27 @@ class Settings:
     docker_timeout_seconds: int = 60
     spool_dir: Path | None = None
     instance: str = "default"
+    shared_secret_next: str | None = field(default=None, repr=False)
+    policy_path: Path | None = None
+    scope_all: bool = False
 
     def __post_init__(self) -> None:
         if not self.shared_secret:
             raise SettingsError("DOCKER_RUNNER_SHARED_SECRET is not set")
-        if len(self.shared_secret.encode("utf-8")) < MIN_SECRET_BYTES and not self.insecure_dev:
-            raise SettingsError(
-                f"DOCKER_RUNNER_SHARED_SECRET must be at least {MIN_SECRET_BYTES} bytes "
-                "(or set DOCKER_RUNNER_INSECURE_DEV=true for local experiments)"
-            )
+        for name, secret in (
+            ("DOCKER_RUNNER_SHARED_SECRET", self.shared_secret),
+            ("DOCKER_RUNNER_SHARED_SECRET_NEXT", self.shared_secret_next or ""),
+        ):
+            if secret and len(secret.encode("utf-8")) < MIN_SECRET_BYTES and not self.insecure_dev:
+                raise SettingsError(
+                    f"{name} must be at least {MIN_SECRET_BYTES} bytes "
+                    "(or set DOCKER_RUNNER_INSECURE_DEV=true for local experiments)"
+                )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret a request may be signed with: the current one, and the next during a rotation."""
+        return (self.shared_secret, self.shared_secret_next) if self.shared_secret_next else (self.shared_secret,)
 
     @property
     def replay_window_ms(self) -> int:
@@ -82,6 +101,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         spool = env.get("DOCKER_RUNNER_SPOOL_DIR", "").strip()
+        policy = env.get("DOCKER_RUNNER_POLICY", "").strip()
         return cls(
             shared_secret=env.get("DOCKER_RUNNER_SHARED_SECRET", ""),
             host=env.get("DOCKER_RUNNER_HOST", "").strip() or "127.0.0.1",
@@ -102,4 +122,7 @@ class Settings:
             docker_timeout_seconds=_int(env, "DOCKER_RUNNER_DOCKER_TIMEOUT_S", 60, minimum=1),
             spool_dir=Path(spool) if spool else None,
             instance=env.get("DOCKER_RUNNER_INSTANCE", "").strip() or "default",
+            shared_secret_next=env.get("DOCKER_RUNNER_SHARED_SECRET_NEXT", "").strip() or None,
+            policy_path=Path(policy) if policy else None,
+            scope_all=_scope_all(env),
         )

@@ -86,18 +86,20 @@ def test_every_option_reaches_the_engine(client: HttpDockerRunnerClient) -> None
 
 
 def test_list_by_volume(client: HttpDockerRunnerClient, docker_api: docker.APIClient) -> None:
+    """A named volume in binds is created as the runner's own; listByVolume and volumes/remove see it."""
     volume = "dr-test-volume-" + SESSION_LABELS["dev.docker-runner.test-session"]
-    docker_api.create_volume(volume)
     try:
         started = client.start_container(sleeper_opts(binds=[f"{volume}:/data"]))
         try:
             assert client.list_by_volume(volume) == [started.container_id]
+            assert docker_api.inspect_volume(volume)["Labels"]["dev.docker-runner.managed"] == "true"
         finally:
             client.remove_container(started.container_id, force=True)
         assert client.list_by_volume(volume) == []
         client.remove_volume(volume)
         with pytest.raises(NotFound):
             client.remove_volume(volume)
+        assert client.list_by_volume(volume) == []
     finally:
         if any(v["Name"] == volume for v in docker_api.volumes().get("Volumes") or []):
             docker_api.remove_volume(volume, force=True)

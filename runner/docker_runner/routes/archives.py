@@ -16,6 +16,7 @@ from .. import archives
 from ..auth import STREAMED_BODY, spooled_body
 from ..container_spec import NonEmptyStr
 from ..errors import validation_error
+from ..openapi import TarDownload, TarUpload, errors
 from ..runtime import RuntimeDep
 
 PathQuery = Annotated[str, QueryParameter(name="path", min_length=1)]
@@ -27,13 +28,14 @@ class PutArchiveBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True)
     payload_base64: str
 
 
-@post("/v1/containers/putArchive", status_code=204)
+@post("/v1/containers/putArchive", status_code=204, responses=errors())
 async def put_archive_json(data: JSONBody[PutArchiveBody], runtime: RuntimeDep) -> None:
     try:
         payload = base64.b64decode(data.payload_base64, validate=True)
     except (binascii.Error, ValueError):
         raise validation_error("payloadBase64", "is not valid base64") from None
-    await archives.put(runtime.engine, data.container_id, data.path, payload)
+    container_id = await runtime.scope.container(data.container_id)
+    await archives.put(runtime.engine, container_id, data.path, payload)
 
 
 @put(
@@ -41,6 +43,8 @@ async def put_archive_json(data: JSONBody[PutArchiveBody], runtime: RuntimeDep) 
     status_code=204,
     opt={STREAMED_BODY: True},
     request_max_body_size=None,
+    responses=errors(),
+    operation_class=TarUpload,
 )
 async def put_archive_raw(
     container_id: Annotated[str, PathParameter()],
@@ -48,13 +52,15 @@ async def put_archive_raw(
     request: Request[Any, Any, Any],
     runtime: RuntimeDep,
 ) -> None:
+    container_id = await runtime.scope.container(container_id)
     await archives.put(runtime.engine, container_id, path, spooled_body(request.scope))
 
 
-@get("/v1/containers/{container_id:str}/archive")
+@get("/v1/containers/{container_id:str}/archive", responses=errors(), operation_class=TarDownload)
 async def get_archive_raw(
     container_id: Annotated[str, PathParameter()], path: PathQuery, runtime: RuntimeDep
 ) -> Stream:
+    container_id = await runtime.scope.container(container_id)
     archive = await archives.open_archive(runtime.engine, container_id, path)
 
     async def body() -> AsyncIterator[bytes]:

@@ -9,8 +9,9 @@ from litestar import get, post
 from litestar.params import JSONBody, QueryParameter
 
 from .. import containers
-from ..container_spec import ContainerOpts, NonEmptyStr
+from ..container_spec import ContainerOpts, NonEmptyStr, build_create_body
 from ..errors import validation_error
+from ..openapi import errors
 from ..runtime import RuntimeDep
 
 ContainerIdQuery = Annotated[str, QueryParameter(name="containerId", min_length=1)]
@@ -36,56 +37,77 @@ class FindByLabelsBody(msgspec.Struct, rename="camel", forbid_unknown_fields=Tru
     all: bool = False
 
 
-@post("/v1/containers/start", status_code=200)
-async def start_container(data: JSONBody[ContainerOpts], runtime: RuntimeDep) -> dict[str, Any]:
-    started = await containers.start(runtime.engine, data, runtime.settings.instance)
+class StartedContainer(msgspec.Struct, rename="camel"):
+    container_id: str
+    name: str
+    status: str
+
+
+class LabelsAnswer(msgspec.Struct):
+    labels: dict[str, str]
+
+
+class NetworksAnswer(msgspec.Struct):
+    networks: list[str]
+
+
+class ContainerIds(msgspec.Struct, rename="camel"):
+    container_ids: list[str]
+
+
+@post("/v1/containers/start", status_code=200, responses=errors())
+async def start_container(data: JSONBody[ContainerOpts], runtime: RuntimeDep) -> StartedContainer:
+    body = build_create_body(data, runtime.settings.instance)
+    started = await containers.create_and_start(
+        runtime.engine, runtime.checker, runtime.scope, body, data.name, data.platform
+    )
     runtime.touches.touch(started["containerId"])
-    return started
+    return StartedContainer(started["containerId"], started["name"], started["status"])
 
 
-@post("/v1/containers/stop", status_code=204)
+@post("/v1/containers/stop", status_code=204, responses=errors())
 async def stop_container(data: JSONBody[StopBody], runtime: RuntimeDep) -> None:
     timeout = 10 if data.timeout_sec is None else data.timeout_sec
-    await containers.stop(runtime.engine, data.container_id, timeout)
+    await containers.stop(runtime.engine, runtime.scope, data.container_id, timeout)
 
 
-@post("/v1/containers/remove", status_code=204)
+@post("/v1/containers/remove", status_code=204, responses=errors())
 async def remove_container(data: JSONBody[RemoveBody], runtime: RuntimeDep) -> None:
-    await containers.remove(runtime.engine, data.container_id, data.force, data.remove_volumes)
+    await containers.remove(runtime.engine, runtime.scope, data.container_id, data.force, data.remove_volumes)
 
 
-@get("/v1/containers/inspect")
+@get("/v1/containers/inspect", responses=errors())
 async def inspect_container(container_id: ContainerIdQuery, runtime: RuntimeDep) -> dict[str, Any]:
-    return await containers.inspect(runtime.engine, container_id)
+    return await containers.inspect(runtime.engine, runtime.scope, container_id)
 
 
-@get("/v1/containers/labels")
-async def container_labels(container_id: ContainerIdQuery, runtime: RuntimeDep) -> dict[str, Any]:
-    return {"labels": await containers.labels(runtime.engine, container_id)}
+@get("/v1/containers/labels", responses=errors())
+async def container_labels(container_id: ContainerIdQuery, runtime: RuntimeDep) -> LabelsAnswer:
+    return LabelsAnswer(await containers.labels(runtime.engine, runtime.scope, container_id))
 
 
-@get("/v1/containers/networks")
-async def container_networks(container_id: ContainerIdQuery, runtime: RuntimeDep) -> dict[str, Any]:
-    return {"networks": await containers.networks(runtime.engine, container_id)}
+@get("/v1/containers/networks", responses=errors())
+async def container_networks(container_id: ContainerIdQuery, runtime: RuntimeDep) -> NetworksAnswer:
+    return NetworksAnswer(await containers.networks(runtime.engine, runtime.scope, container_id))
 
 
-@post("/v1/containers/findByLabels", status_code=200)
-async def find_by_labels(data: JSONBody[FindByLabelsBody], runtime: RuntimeDep) -> dict[str, Any]:
+@post("/v1/containers/findByLabels", status_code=200, responses=errors())
+async def find_by_labels(data: JSONBody[FindByLabelsBody], runtime: RuntimeDep) -> ContainerIds:
     if not data.labels:
         raise validation_error("labels", "must have at least one key")
-    return {"containerIds": await containers.find_by_labels(runtime.engine, data.labels, data.all)}
+    return ContainerIds(await containers.find_by_labels(runtime.engine, runtime.scope, data.labels, data.all))
 
 
-@get("/v1/containers/listByVolume")
+@get("/v1/containers/listByVolume", responses=errors())
 async def list_by_volume(
     volume_name: Annotated[str, QueryParameter(name="volumeName", min_length=1)], runtime: RuntimeDep
-) -> dict[str, Any]:
-    return {"containerIds": await containers.list_by_volume(runtime.engine, volume_name)}
+) -> ContainerIds:
+    return ContainerIds(await containers.list_by_volume(runtime.engine, runtime.scope, volume_name))
 
 
-@post("/v1/containers/touch", status_code=204)
+@post("/v1/containers/touch", status_code=204, responses=errors())
 async def touch_container(data: JSONBody[ContainerRef], runtime: RuntimeDep) -> None:
-    document = await containers.inspect(runtime.engine, data.container_id)
+    document = await containers.inspect(runtime.engine, runtime.scope, data.container_id)
     runtime.touches.touch(str(document["Id"]))
 
 

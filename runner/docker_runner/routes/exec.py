@@ -16,6 +16,7 @@ from ..container_spec import NonEmptyStr
 from ..engine import APIClient
 from ..errors import ApiError, validation_error
 from ..exec_run import Canceller, Ending, ExecOutcome, ExecSpec, run_exec
+from ..openapi import errors
 from ..runtime import RuntimeDep
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -89,7 +90,16 @@ async def _cancel_on_disconnect(receive: Receive, canceller: Canceller) -> None:
             return
 
 
-def _answer(spec: ExecSpec, outcome: ExecOutcome) -> dict[str, Any]:
+class ExecRunAnswer(msgspec.Struct, rename="camel"):
+    stdout: str
+    stderr: str
+    exit_code: int
+    duration_ms: int
+    truncated: bool
+    exec_id: str
+
+
+def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
     if outcome.ending is Ending.TIMEOUT:
         raise ApiError(
             504,
@@ -104,19 +114,20 @@ def _answer(spec: ExecSpec, outcome: ExecOutcome) -> dict[str, Any]:
             f"Exec idle timed out after {spec.idle_timeout_ms}ms",
             details={"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed},
         )
-    return {
-        "stdout": outcome.stdout,
-        "stderr": outcome.stderr,
-        "exitCode": -1 if outcome.exit_code is None else outcome.exit_code,
-        "durationMs": outcome.duration_ms,
-        "truncated": outcome.truncated,
-        "execId": outcome.exec_id,
-    }
+    return ExecRunAnswer(
+        stdout=outcome.stdout,
+        stderr=outcome.stderr,
+        exit_code=-1 if outcome.exit_code is None else outcome.exit_code,
+        duration_ms=outcome.duration_ms,
+        truncated=outcome.truncated,
+        exec_id=outcome.exec_id,
+    )
 
 
-@post("/v1/exec/run", status_code=200)
-async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
+@post("/v1/exec/run", status_code=200, responses=errors(504))
+async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any], runtime: RuntimeDep) -> ExecRunAnswer:
     spec = _spec(data, runtime.settings.max_output_bytes)
+    await runtime.scope.container(spec.container_id)
     canceller = Canceller()
 
     def run(api: APIClient) -> ExecOutcome:
@@ -133,8 +144,9 @@ async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any],
     return _answer(spec, outcome)
 
 
-@post("/v1/exec/resize", status_code=204)
+@post("/v1/exec/resize", status_code=204, responses=errors())
 async def exec_resize(data: JSONBody[ExecResizeBody], runtime: RuntimeDep) -> None:
+    await runtime.scope.exec_instance(data.exec_id)
     await runtime.engine.run(lambda api: api.exec_resize(data.exec_id, height=data.size.rows, width=data.size.cols))
 
 

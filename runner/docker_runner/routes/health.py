@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import get
 
 from ..auth import OPEN_ROUTE
+from ..openapi import errors
 from ..runtime import RuntimeDep
 
 
-@get("/v1/health", opt={OPEN_ROUTE: True}, sync_to_thread=False)
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+class Status(msgspec.Struct):
+    status: str
 
 
-@get("/v1/ready", opt={OPEN_ROUTE: True})
-async def ready(runtime: RuntimeDep) -> dict[str, str]:
+@get("/v1/health", opt={OPEN_ROUTE: True}, sync_to_thread=False, security=[])
+def health() -> Status:
+    return Status("ok")
+
+
+@get("/v1/ready", opt={OPEN_ROUTE: True}, security=[], responses={503: errors()[503]})
+async def ready(runtime: RuntimeDep) -> Status:
     await runtime.engine.ping()
-    return {"status": "ready"}
+    return Status("ready")
 
 
 ROUTES = [health, ready]

@@ -8,6 +8,8 @@ from litestar.params import JSONBody
 
 from .. import containers, images
 from ..container_spec import NonEmptyStr
+from ..openapi import errors
+from ..policy import check_image
 from ..runtime import RuntimeDep
 
 
@@ -21,14 +23,15 @@ class RemoveVolumeBody(msgspec.Struct, rename="camel", forbid_unknown_fields=Tru
     force: bool = False
 
 
-@post("/v1/images/ensure", status_code=204)
+@post("/v1/images/ensure", status_code=204, responses=errors())
 async def ensure_image(data: JSONBody[EnsureImageBody], runtime: RuntimeDep) -> None:
+    check_image(runtime.policy, data.image)
     await images.ensure(runtime.engine, data.image, data.platform)
 
 
-@post("/v1/volumes/remove", status_code=204)
+@post("/v1/volumes/remove", status_code=204, responses=errors())
 async def remove_volume(data: JSONBody[RemoveVolumeBody], runtime: RuntimeDep) -> None:
-    await containers.remove_volume(runtime.engine, data.volume_name, data.force)
+    await containers.remove_volume(runtime.engine, runtime.scope, data.volume_name, data.force)
 
 
 ROUTES = [ensure_image, remove_volume]

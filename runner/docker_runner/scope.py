@@ -1,0 +1,81 @@
+"""Which containers and volumes the runner may touch.
+
+By default only what it created (label ``dev.docker-runner.managed=true``): anything else answers
+404 as if it did not exist. ``DOCKER_RUNNER_SCOPE=all`` lifts this for operators who need it.
+Full ids already seen to be managed are remembered (ids are never reused), so the common case of
+a client using the id it got from ``start`` costs no extra engine call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Any
+
+from .container_spec import MANAGED_LABEL
+from .engine import Engine
+from .errors import ApiError, from_engine
+
+_FULL_ID = re.compile(r"^[0-9a-f]{64}$")
+KNOWN_IDS_KEPT = 100_000
+
+
+def not_found_container(reference: str) -> ApiError:
+    return from_engine(404, f"No such container: {reference}")
+
+
+def is_managed(labels: Any) -> bool:
+    return isinstance(labels, dict) and labels.get(MANAGED_LABEL) == "true"
+
+
+class Scope:
+    def __init__(self, engine: Engine, managed_only: bool) -> None:
+        self._engine = engine
+        self.managed_only = managed_only
+        self._known: OrderedDict[str, None] = OrderedDict()
+
+    def remember(self, container_id: str) -> None:
+        self._known[container_id] = None
+        self._known.move_to_end(container_id)
+        while len(self._known) > KNOWN_IDS_KEPT:
+            self._known.popitem(last=False)
+
+    def label_filters(self) -> list[str]:
+        """Label filters that keep listings and event streams to the runner's own containers."""
+        return [f"{MANAGED_LABEL}=true"] if self.managed_only else []
+
+    async def container(self, reference: str) -> str:
+        """The reference, once it is known to name a container in scope; 404 otherwise."""
+        if not self.managed_only or reference in self._known:
+            return reference
+        document = await self._engine.run(lambda api: api.inspect_container(reference))
+        return self.check_inspected(reference, document)
+
+    def check_inspected(self, reference: str, document: dict[str, Any]) -> str:
+        """For a caller that has the inspect document already: is it in scope?"""
+        if self.managed_only and not is_managed((document.get("Config") or {}).get("Labels")):
+            raise not_found_container(reference)
+        container_id = str(document["Id"])
+        if self.managed_only:
+            self.remember(container_id)
+        return container_id
+
+    async def exec_instance(self, exec_id: str) -> None:
+        """An exec id is in scope when its container is."""
+        if not self.managed_only:
+            return
+        state = await self._engine.run(lambda api: api.exec_inspect(exec_id))
+        container_id = str(state.get("ContainerID") or "")
+        try:
+            await self.container(container_id)
+        except ApiError as error:
+            if error.status == 404:
+                raise from_engine(404, f"No such exec instance: {exec_id}") from None
+            raise
+
+    async def volume(self, name: str) -> None:
+        if not self.managed_only:
+            return
+        document = await self._engine.run(lambda api: api.inspect_volume(name))
+        if not is_managed(document.get("Labels")):
+            raise from_engine(404, f"get {name}: no such volume")

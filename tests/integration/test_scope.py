@@ -1,0 +1,89 @@
+"""Scope: containers and volumes the runner did not create do not exist for its clients."""
+
+from __future__ import annotations
+
+import functools
+import io
+import tarfile
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from docker_runner_client import ExecOptions, HttpDockerRunnerClient, NotFound
+from tests.conftest import sleeper_opts
+from tests.support.docker_env import SESSION_ID, SESSION_LABELS, TEST_IMAGE
+from tests.support.server import TEST_SECRET, make_settings, running_runner
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def foreign(docker_api: docker.APIClient) -> Iterator[str]:
+    """A container started behind the runner's back, as `docker run` would, with a volume."""
+    volume = f"dr-test-foreign-{SESSION_ID}"
+    labels = {**SESSION_LABELS, "case": "foreign"}
+    created = docker_api.create_container(
+        TEST_IMAGE,
+        ["sleep", "3600"],
+        labels=labels,
+        host_config=docker_api.create_host_config(binds=[f"{volume}:/data"], init=True),
+    )
+    docker_api.start(created["Id"])
+    try:
+        yield str(created["Id"])
+    finally:
+        docker_api.remove_container(created["Id"], force=True)
+        docker_api.remove_volume(volume, force=True)
+
+
+def _tar() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.addfile(tarfile.TarInfo("empty"), io.BytesIO(b""))
+    return buffer.getvalue()
+
+
+def test_foreign_container_is_invisible_everywhere(
+    client: HttpDockerRunnerClient, docker_api: docker.APIClient, foreign: str
+) -> None:
+    short = foreign[:12]
+    name = docker_api.inspect_container(foreign)["Name"].lstrip("/")
+    for reference in (foreign, short, name):
+        for call in (
+            functools.partial(client.inspect_container, reference),
+            functools.partial(client.container_labels, reference),
+            functools.partial(client.container_networks, reference),
+            functools.partial(client.exec_run, reference, "true"),
+            functools.partial(client.touch_container, reference),
+            functools.partial(client.get_archive, reference, "/"),
+            functools.partial(client.put_archive, reference, "/tmp", _tar()),
+            functools.partial(client.upload_archive, reference, "/tmp", _tar()),
+        ):
+            with pytest.raises(NotFound) as caught:
+                call()
+            assert caught.value.code == "no_such_container", caught.value
+        client.stop_container(reference, timeout_sec=0)  # "already gone": 204, and nothing happens
+        client.remove_container(reference, force=True)
+    assert docker_api.inspect_container(foreign)["State"]["Running"]
+    assert client.find_by_labels({"case": "foreign"}, all_containers=True) == []
+    volume = f"dr-test-foreign-{SESSION_ID}"
+    assert client.list_by_volume(volume) == []
+    with pytest.raises(NotFound):
+        client.remove_volume(volume)
+    with pytest.raises(NotFound):  # nor can a new container mount its volume
+        client.start_container(sleeper_opts(binds=[f"{volume}:/stolen"]))
+    exec_id = docker_api.exec_create(foreign, ["sleep", "1"], tty=True)["Id"]
+    with pytest.raises(NotFound):
+        client.resize_exec(exec_id, 80, 24)
+
+
+def test_scope_all_sees_everything(docker_api: docker.APIClient, foreign: str) -> None:
+    """DOCKER_RUNNER_SCOPE=all: the runner acts on any container."""
+    with (
+        running_runner(make_settings(scope_all=True)) as server,
+        HttpDockerRunnerClient(server.url, TEST_SECRET) as client,
+    ):
+        assert client.inspect_container(foreign)["Id"] == foreign
+        assert client.exec_run(foreign, "echo visible", ExecOptions()).stdout == "visible\n"
+        assert foreign in client.find_by_labels({"case": "foreign"})
