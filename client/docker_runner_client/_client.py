@@ -16,10 +16,14 @@ from typing import IO, Any, TypeVar
 
 import anyio
 import httpx
+from httpx_sse import EventSource
+from websockets.asyncio.client import connect as connect_websocket_async
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.sync.client import connect as connect_websocket
 
 from . import _routes as routes
 from ._exceptions import DockerRunnerError, RunnerTimeout, RunnerTransportError, error_from_response
-from ._models import ContainerOpts, ExecOptions, ExecResult, StartedContainer
+from ._models import ContainerOpts, DockerEvent, ExecOptions, ExecResult, LogChunk, StartedContainer, Ticket
 from ._signing import (
     NONCE_HEADER,
     SIGNATURE_HEADER,
@@ -30,11 +34,14 @@ from ._signing import (
     sign,
     signing_payload,
 )
+from ._sse import docker_event, log_chunk
+from ._ws import AsyncExecSession, ExecSession, refused_upgrade
 
 T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 DEFAULT_TIMEOUT_MS = 30_000
+STREAM_READ_TIMEOUT_MS = 60_000  # several of the runner's 15 s pings: a silent stream is a dead one
 EXEC_TIMEOUT_MARGIN_MS = 5_000
 FILE_CHUNK_BYTES = 1 << 20
 
@@ -83,6 +90,8 @@ class ClientCore:
 
     def timeout_for(self, call: routes.Call) -> httpx.Timeout:
         connect = self.timeout_ms / 1000
+        if call.endless:
+            return httpx.Timeout(max(self.timeout_ms, STREAM_READ_TIMEOUT_MS) / 1000, connect=connect)
         if call.exec_bounds_ms is None:
             return httpx.Timeout(connect)
         read_ms = exec_read_timeout_ms(self.timeout_ms, *call.exec_bounds_ms)
@@ -99,7 +108,7 @@ class ClientCore:
         return body, body_hash(body)
 
     def headers_for(self, call: routes.Call) -> dict[str, str]:
-        headers = {"accept": "application/json"}
+        headers = {"accept": "text/event-stream" if call.endless else "application/json", **call.headers}
         if call.json is not None:
             headers["content-type"] = routes.JSON_CONTENT_TYPE
         elif call.content_type:
@@ -116,6 +125,15 @@ class ClientCore:
         request.headers[NONCE_HEADER] = nonce
         request.headers[SIGNATURE_HEADER] = sign(self._secret, payload)
 
+    def websocket(self, target: str) -> tuple[str, dict[str, str]]:
+        """The ws(s) URL of a target and the headers that sign its upgrade."""
+        url = httpx.URL(self.base_url + target)
+        ws_url = str(url.copy_with(scheme="wss" if url.scheme == "https" else "ws"))
+        timestamp, nonce = str(int(time.time() * 1000)), str(uuid.uuid4())
+        payload = signing_payload("GET", target, timestamp, nonce, body_hash(b""))
+        headers = {TIMESTAMP_HEADER: timestamp, NONCE_HEADER: nonce, SIGNATURE_HEADER: sign(self._secret, payload)}
+        return ws_url, headers
+
     def url(self, call: routes.Call) -> httpx.URL:
         return httpx.URL(self.base_url + call.path, params=dict(call.query) if call.query else None)
 
@@ -125,6 +143,9 @@ class ClientCore:
             return None
         base: float = self.retry_backoff_ms / 1000 * (1 << attempt)
         return base * (0.5 + random.random() / 2)
+
+    def reconnect_delay(self, attempt: int) -> float:
+        return float(min(self.retry_backoff_ms / 1000 * (1 << min(attempt, 10)), 5.0))
 
     @staticmethod
     def parse(route: routes.Route[T], response: httpx.Response) -> T:
@@ -160,6 +181,19 @@ def transport_errors() -> Iterator[None]:
     except httpx.TransportError as exc:
         raise RunnerTransportError(
             f"connection to the runner failed: {exc}", code="runner_connection_error", retryable=False
+        ) from exc
+
+
+@contextmanager
+def websocket_errors() -> Iterator[None]:
+    """A refused upgrade raises like a REST answer with its status; no answer is a transport error."""
+    try:
+        yield
+    except InvalidStatus as exc:
+        raise refused_upgrade(exc) from exc
+    except (OSError, TimeoutError, InvalidHandshake) as exc:
+        raise RunnerTransportError(
+            f"cannot open the exec WebSocket: {exc}", code="runner_unreachable", retryable=True
         ) from exc
 
 
@@ -311,6 +345,82 @@ class HttpDockerRunnerClient:
     def resize_exec(self, exec_id: str, cols: int, rows: int) -> None:
         self._run(routes.resize_exec(exec_id, cols, rows))
 
+    def events(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        reconnect: bool = False,
+        last_event_id: str | None = None,
+    ) -> Iterator[DockerEvent]:
+        """Engine events as they happen (containers only unless ``filters`` say otherwise). With
+        ``reconnect``, a dropped connection is resumed where it stopped, by Last-Event-ID."""
+        attempt = 0
+        while True:
+            try:
+                with self._stream(routes.events(since, until, filters, last_event_id)) as response, transport_errors():
+                    for message in EventSource(response).iter_sse():
+                        last_event_id = message.id or last_event_id
+                        event = docker_event(message)
+                        if event is not None:
+                            attempt = 0
+                            yield event
+                return
+            except RunnerTransportError:
+                if not reconnect:
+                    raise
+                time.sleep(self._core.reconnect_delay(attempt))
+                attempt += 1
+
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = True,
+        since: str | None = None,
+        tail: int | str | None = None,
+        stdout: bool = True,
+        stderr: bool = True,
+        timestamps: bool = False,
+    ) -> Iterator[LogChunk]:
+        """A container's output, demultiplexed; ends when the read is complete or the container ends."""
+        call = routes.logs(container_id, follow, since, tail, stdout, stderr, timestamps)
+        with self._stream(call) as response, transport_errors():
+            for message in EventSource(response).iter_sse():
+                chunk = log_chunk(message)
+                if chunk == "end":
+                    return
+                if chunk is not None:
+                    yield chunk
+
+    def ticket(self, path: str, ttl_ms: int | None = None) -> Ticket:
+        """A single-use ticket a browser appends to ``path`` (exact path and query) to open it."""
+        return self._run(routes.ticket(path, ttl_ms))
+
+    def open_exec(
+        self,
+        container_id: str,
+        command: str | list[str],
+        *,
+        tty: bool = False,
+        demux: bool = False,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecSession:
+        """Start an interactive exec; use the session as a context manager."""
+        target = routes.interactive_exec_target(container_id, command, tty, demux, workdir, env)
+        url, headers = self._core.websocket(target)
+        with websocket_errors():
+            connection = connect_websocket(
+                url, additional_headers=headers, open_timeout=self._core.timeout_ms / 1000, legacy=True
+            )
+        try:
+            return ExecSession(connection)
+        except BaseException:
+            connection.close()
+            raise
+
 
 class AsyncHttpDockerRunnerClient:
     """Asynchronous client of the runner, with the same methods as ``HttpDockerRunnerClient``."""
@@ -450,3 +560,79 @@ class AsyncHttpDockerRunnerClient:
 
     async def resize_exec(self, exec_id: str, cols: int, rows: int) -> None:
         await self._run(routes.resize_exec(exec_id, cols, rows))
+
+    async def events(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        reconnect: bool = False,
+        last_event_id: str | None = None,
+    ) -> AsyncIterator[DockerEvent]:
+        """Engine events as they happen; see ``HttpDockerRunnerClient.events``."""
+        attempt = 0
+        while True:
+            try:
+                async with self._stream(routes.events(since, until, filters, last_event_id)) as response:
+                    with transport_errors():
+                        async for message in EventSource(response).aiter_sse():
+                            last_event_id = message.id or last_event_id
+                            event = docker_event(message)
+                            if event is not None:
+                                attempt = 0
+                                yield event
+                return
+            except RunnerTransportError:
+                if not reconnect:
+                    raise
+                await anyio.sleep(self._core.reconnect_delay(attempt))
+                attempt += 1
+
+    async def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = True,
+        since: str | None = None,
+        tail: int | str | None = None,
+        stdout: bool = True,
+        stderr: bool = True,
+        timestamps: bool = False,
+    ) -> AsyncIterator[LogChunk]:
+        """A container's output, demultiplexed; see ``HttpDockerRunnerClient.logs``."""
+        call = routes.logs(container_id, follow, since, tail, stdout, stderr, timestamps)
+        async with self._stream(call) as response:
+            with transport_errors():
+                async for message in EventSource(response).aiter_sse():
+                    chunk = log_chunk(message)
+                    if chunk == "end":
+                        return
+                    if chunk is not None:
+                        yield chunk
+
+    async def ticket(self, path: str, ttl_ms: int | None = None) -> Ticket:
+        return await self._run(routes.ticket(path, ttl_ms))
+
+    async def open_exec(
+        self,
+        container_id: str,
+        command: str | list[str],
+        *,
+        tty: bool = False,
+        demux: bool = False,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> AsyncExecSession:
+        """Start an interactive exec; use the session as an async context manager."""
+        target = routes.interactive_exec_target(container_id, command, tty, demux, workdir, env)
+        url, headers = self._core.websocket(target)
+        with websocket_errors():
+            connection = await connect_websocket_async(
+                url, additional_headers=headers, open_timeout=self._core.timeout_ms / 1000
+            )
+        try:
+            return await AsyncExecSession(connection)._started()
+        except BaseException:
+            await connection.close()
+            raise

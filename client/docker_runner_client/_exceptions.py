@@ -5,6 +5,7 @@
     DockerRunnerError
     ├── RunnerTransportError        no answer: connect failure, timeout, reset   (status_code 0)
     │   └── RunnerTimeout
+    ├── StreamError                 an open stream reported a failure in an error frame (status_code 0)
     └── DockerRunnerRequestError    the runner answered 4xx/5xx
         ├── ValidationFailed        400
         ├── Unauthorized            401
@@ -57,6 +58,13 @@ class RunnerTransportError(DockerRunnerError):
 
 class RunnerTimeout(RunnerTransportError):
     """No answer within the client's timeout."""
+
+
+class StreamError(DockerRunnerError):
+    """A stream that was open (SSE) reported a failure in an error frame."""
+
+    def __init__(self, message: str, *, code: str = "stream_error") -> None:
+        super().__init__(message, status_code=0, code=code, retryable=False)
 
 
 class DockerRunnerRequestError(DockerRunnerError):
@@ -113,6 +121,14 @@ _BY_STATUS: dict[int, type[DockerRunnerRequestError]] = {
     503: UpstreamError,
     504: ExecTimeout,
 }
+
+
+def error_from_frame(frame: dict[str, Any]) -> DockerRunnerRequestError:
+    """The exception for an interactive session's error frame (it carries the status the runner
+    would have answered)."""
+    status = int(frame.get("status") or 500)
+    body = {"code": frame.get("code"), "message": frame.get("error"), "retryable": frame.get("retryable", False)}
+    return error_from_response(status, json.dumps({"error": body}).encode())
 
 
 def error_from_response(status_code: int, body: bytes) -> DockerRunnerRequestError:

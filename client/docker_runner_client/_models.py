@@ -6,6 +6,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,6 +119,61 @@ class ExecOptions:
                 "maxOutputBytes": self.max_output_bytes,
             }
         )
+
+
+@dataclass(frozen=True)
+class DockerEvent:
+    """One engine event (``type`` container, image, ...; ``action`` start, die, destroy, ...)."""
+
+    type: str
+    action: str
+    actor_id: str
+    attributes: Mapping[str, str]
+    time_nano: int
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, event: Mapping[str, Any]) -> DockerEvent:
+        actor = event.get("Actor") or {}
+        return cls(
+            type=str(event.get("Type") or event.get("type") or ""),
+            action=str(event.get("Action") or event.get("status") or ""),
+            actor_id=str(actor.get("ID") or event.get("id") or ""),
+            attributes={str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()},
+            time_nano=int(event.get("timeNano") or 0),
+            raw=dict(event),
+        )
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ExecOutput:
+    """Output of an interactive exec; ``stream`` is stderr only without a tty and with demux."""
+
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A single-use browser ticket for one path and query (PROTOCOL 1.1)."""
+
+    ticket: str
+    expires_at: int
+    path: str
+
+    def url(self, base_url: str) -> str:
+        """The full URL to hand a browser: ``ws(s)://`` for the exec WebSocket, ``http(s)://`` otherwise."""
+        base = base_url.rstrip("/")
+        if self.path.split("?", 1)[0].endswith("/ws"):
+            base = "ws" + base[4:] if base.startswith("http") else base
+        separator = "&" if "?" in self.path else "?"
+        return f"{base}{self.path}{separator}ticket={quote(self.ticket, safe='')}"
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
-from ._models import ContainerOpts, ExecOptions, ExecResult, StartedContainer
+from ._models import ContainerOpts, ExecOptions, ExecResult, StartedContainer, Ticket
 
 T = TypeVar("T")
 
@@ -31,6 +32,8 @@ class Call:
     content_type: str | None = None
     exec_bounds_ms: tuple[int, int] | None = None  # (timeoutMs, idleTimeoutMs) of an exec
     may_retry: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)
+    endless: bool = False  # a stream kept open by the runner's pings: read timeout spans several
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,75 @@ def exec_run(container_id: str, command: str | list[str], options: ExecOptions |
         may_retry=False,  # a retried exec would run the command twice
     )
     return Route(call, lambda response: ExecResult.from_json(_json_object(response)))
+
+
+def events(since: str | None, until: str | None, filters: Mapping[str, Any] | None, last_event_id: str | None) -> Call:
+    query = {"since": since, "until": until}
+    if filters is not None:
+        query["filters"] = base64.b64encode(json.dumps(dict(filters)).encode()).decode("ascii")
+    headers = {"last-event-id": last_event_id} if last_event_id else {}
+    return Call("GET", "/v1/events/sse", query=_present(query), headers=headers, endless=True)
+
+
+def logs(
+    container_id: str,
+    follow: bool,
+    since: str | None,
+    tail: int | str | None,
+    stdout: bool,
+    stderr: bool,
+    timestamps: bool,
+) -> Call:
+    query = {
+        "containerId": container_id,
+        "follow": _flag(follow),
+        "since": since,
+        "tail": None if tail is None else str(tail),
+        "stdout": _flag(stdout),
+        "stderr": _flag(stderr),
+        "timestamps": _flag(timestamps),
+    }
+    return Call("GET", "/v1/containers/logs/sse", query=_present(query), endless=True)
+
+
+def ticket(path: str, ttl_ms: int | None) -> Route[Ticket]:
+    body: dict[str, Any] = {"path": path}
+    if ttl_ms is not None:
+        body["ttlMs"] = ttl_ms
+
+    def parse(response: httpx.Response) -> Ticket:
+        answer = _json_object(response)
+        return Ticket(ticket=str(answer["ticket"]), expires_at=int(answer["expiresAt"]), path=path)
+
+    return Route(Call("POST", "/v1/tickets", json=body), parse)
+
+
+def interactive_exec_target(
+    container_id: str,
+    command: str | list[str],
+    tty: bool,
+    demux: bool,
+    workdir: str | None,
+    env: Mapping[str, str] | None,
+) -> str:
+    """Path and query of the exec WebSocket, exactly as it is sent and signed."""
+    query = {
+        "containerId": container_id,
+        "command": command if isinstance(command, str) else json.dumps(list(command)),
+        "tty": _flag(tty),
+        "demux": _flag(demux),
+        "workdir": workdir,
+        "env": None if env is None else json.dumps(dict(env)),
+    }
+    return "/v1/exec/interactive/ws?" + urlencode(_present(query), quote_via=quote)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _present(values: Mapping[str, str | None]) -> dict[str, str]:
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def resize_exec(exec_id: str, cols: int, rows: int) -> Route[None]:

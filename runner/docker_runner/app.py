@@ -14,7 +14,7 @@ from .auth import AuthMiddleware
 from .errors import exception_handlers
 from .openapi import openapi_config, openapi_document
 from .reaper import reap_forever
-from .routes import archives, containers, exec, health, images
+from .routes import archives, containers, exec, health, images, interactive, streams
 from .runtime import Runtime, provide_runtime
 from .settings import Settings
 
@@ -42,6 +42,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         skew_ms=settings.clock_skew_ms,
         max_body_bytes=settings.max_body_bytes,
         max_streamed_bytes=settings.max_archive_bytes,
+        tickets=runtime.tickets,
         spool_dir=None if settings.spool_dir is None else str(settings.spool_dir),
     )
     app = Litestar(
@@ -51,6 +52,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *archives.ROUTES,
             *images.ROUTES,
             *exec.ROUTES,
+            *streams.ROUTES,
+            *interactive.ROUTES,
             openapi_document,
         ],
         middleware=[auth],

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -35,6 +35,7 @@ from .errors import ApiError
 
 OPEN_ROUTE = "open"  # handler opt: no authentication
 STREAMED_BODY = "streamed_body"  # handler opt: the body is spooled to disk, not held in memory
+TICKETS_ACCEPTED = "tickets"  # handler opt: a browser ticket may stand in for the signed headers
 SPOOLED_BODY_STATE = "docker_runner.spooled_body"
 SPOOL_MEMORY_BYTES = 1024 * 1024
 
@@ -187,6 +188,27 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+async def refuse_upgrade(scope: Scope, send: Send, error: ApiError) -> None:
+    """Refuse a WebSocket before accepting it: an HTTP answer with the error envelope where the
+    server can send one (so clients see the status and code), a policy-violation close otherwise."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        body = json.dumps(error.envelope()).encode()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": error.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": error.code})
+
+
+class Redeemer(Protocol):
+    def redeem(self, target_with_ticket: str) -> None: ...
+
+
 class AuthMiddleware(ASGIMiddleware):
     """Verifies every request that is not marked open: HTTP, SSE and WebSocket upgrades alike."""
 
@@ -199,6 +221,7 @@ class AuthMiddleware(ASGIMiddleware):
         skew_ms: int,
         max_body_bytes: int,
         max_streamed_bytes: int,
+        tickets: Redeemer | None = None,
         spool_dir: str | None = None,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
@@ -207,22 +230,57 @@ class AuthMiddleware(ASGIMiddleware):
         self._skew_ms = skew_ms
         self._max_body_bytes = max_body_bytes
         self._max_streamed_bytes = max_streamed_bytes
+        self._tickets = tickets
         self._spool_dir = spool_dir
         self._now_ms = wall_clock_ms
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        headers = check_headers(
+        if scope["type"] != ScopeType.WEBSOCKET:
+            await self._handle(scope, receive, send, next_app)
+            return
+        try:
+            self._authenticate_without_body(scope)
+        except ApiError as error:
+            await refuse_upgrade(scope, send, error)
+            return
+        await next_app(scope, receive, send)
+
+    def _uses_ticket(self, scope: Scope) -> bool:
+        return (
+            self._tickets is not None
+            and bool(scope["route_handler"].opt.get(TICKETS_ACCEPTED))
+            and _header(scope, SIGNATURE_HEADER.encode()) is None
+            and b"ticket=" in (scope.get("query_string") or b"")
+        )
+
+    def _authenticate_without_body(self, scope: Scope) -> None:
+        if self._uses_ticket(scope):
+            assert self._tickets is not None
+            self._tickets.redeem(request_target(scope))
+            return
+        # a WebSocket upgrade is a GET with an empty body, signed like any other
+        self._verify(
+            str(scope.get("method") or "GET"), request_target(scope), self._signed_headers(scope), [body_hash(b"")]
+        )
+
+    def _signed_headers(self, scope: Scope) -> SignedHeaders:
+        return check_headers(
             _header(scope, TIMESTAMP_HEADER.encode()),
             _header(scope, NONCE_HEADER.encode()),
             _header(scope, SIGNATURE_HEADER.encode()),
             self._now_ms(),
             self._skew_ms,
         )
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if self._uses_ticket(scope):
+            self._authenticate_without_body(scope)
+            await next_app(scope, receive, send)
+            return
+        headers = self._signed_headers(scope)
         method = str(scope.get("method") or "GET")
         spool: IO[bytes] | None = None
-        if scope["type"] != ScopeType.HTTP:
-            body_hashes = [body_hash(b"")]
-        elif scope["route_handler"].opt.get(STREAMED_BODY):
+        if scope["route_handler"].opt.get(STREAMED_BODY):
             spool, digest = await _spool_body(receive, self._max_streamed_bytes, self._spool_dir)
             body_hashes = [digest]
         else:

@@ -21,7 +21,9 @@ import docker
 import docker.errors
 import requests
 import requests.exceptions
+import urllib3.exceptions
 from docker.transport.unixconn import UnixHTTPConnection
+from docker.types import CancellableStream
 from docker.utils import kwargs_from_env
 
 from .errors import ApiError, docker_unavailable, from_engine
@@ -105,19 +107,51 @@ def volume_labels(api: APIClient, name: str) -> dict[str, str] | None:
     return dict(document.get("Labels") or {})
 
 
-def open_archive_response(api: APIClient, container_id: str, path: str) -> requests.Response:
-    """Start reading a container path as a tar; the caller streams ``raw`` and closes the response.
+def open_stream(api: APIClient, path: str, params: dict[str, Any]) -> requests.Response:
+    """Start a streamed engine GET (events, logs, archives); the caller reads it with
+    :func:`read_chunks` and closes it, from any thread, to end it at once.
 
-    docker-py's own get_archive hides the response, so it could not be closed when a download is
-    abandoned; this asks the same endpoint through the client's public session interface."""
-    url = f"{api.base_url}/v{api.api_version}/containers/{quote(container_id, safe='')}/archive"
-    response = api.get(url, params={"path": path}, stream=True, headers={"Accept-Encoding": "identity"})
+    docker-py's own streaming helpers hide the response (so an abandoned stream could not be
+    released) or merge stdout and stderr; this asks the same endpoints through the client's
+    public session interface."""
+    response = api.get(
+        f"{api.base_url}/v{api.api_version}{path}", params=params, stream=True, headers={"Accept-Encoding": "identity"}
+    )
     try:
         response.raise_for_status()
     except requests.exceptions.HTTPError as exc:
         response.close()
         docker.errors.create_api_error_from_http_exception(exc)
     return response
+
+
+def read_chunks(response: requests.Response, size: int = 64 * 1024) -> Iterator[bytes]:
+    """What the engine has sent so far, chunk by chunk, without waiting for ``size`` bytes."""
+    while True:
+        try:
+            chunk: bytes = response.raw.read1(size)
+        except (AttributeError, ValueError, OSError, urllib3.exceptions.HTTPError):
+            return  # closed from another thread, or the engine went away
+        if not chunk:
+            return
+        yield chunk
+
+
+def close_stream(response: requests.Response) -> None:
+    """End a streamed response from any thread: shut its socket down (which wakes a reader blocked
+    on it, as closing alone would not), then close it. docker-py's CancellableStream knows how."""
+    with contextlib.suppress(Exception):
+        CancellableStream(iter(()), response).close()
+    response.close()
+
+
+def container_path(container_id: str, tail: str) -> str:
+    return f"/containers/{quote(container_id, safe='')}/{tail}"
+
+
+def open_archive_response(api: APIClient, container_id: str, path: str) -> requests.Response:
+    """Start reading a container path as a tar; the caller streams it and closes the response."""
+    return open_stream(api, container_path(container_id, "archive"), {"path": path})
 
 
 class Engine:

@@ -47,6 +47,11 @@ done
 exit 1"""
 
 
+def shell_command(command: str | list[str]) -> list[str]:
+    """A string runs under a login shell; an array runs as given."""
+    return ["/bin/sh", "-lc", command] if isinstance(command, str) else list(command)
+
+
 class Ending(enum.Enum):
     EXITED = "exited"
     TIMEOUT = "timeout"
@@ -126,11 +131,11 @@ def kill_marked_processes(api: APIClient, container_id: str, marker: str) -> boo
     return exit_code == 0
 
 
-def _raw_socket(stream: Any) -> socket.socket:
+def raw_socket(stream: Any) -> socket.socket:
     return stream._sock if hasattr(stream, "_sock") else stream  # type: ignore[no-any-return]
 
 
-def _take_buffered(stream: Any, raw: socket.socket) -> bytes:
+def take_buffered(stream: Any, raw: socket.socket) -> bytes:
     """Bytes the HTTP layer already read past the upgrade's headers, which the raw socket will not see again."""
     try:
         reader = stream._response.raw._fp.fp
@@ -143,7 +148,7 @@ def _take_buffered(stream: Any, raw: socket.socket) -> bytes:
         return b""
 
 
-def _wait_exit_code(api: APIClient, exec_id: str) -> int | None:
+def wait_exit_code(api: APIClient, exec_id: str) -> int | None:
     deadline = time.monotonic() + EXIT_CODE_WAIT_SECONDS
     delay = 0.005
     while True:
@@ -234,19 +239,21 @@ def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller) -> ExecOutcome:
     )
     exec_id = str(created["Id"])
     stream = api.exec_start(exec_id, tty=spec.tty, socket=True)
-    raw = _raw_socket(stream)
+    raw = raw_socket(stream)
     sink = _OutputSink(spec.tty, spec.max_output_bytes)
     killed = False
     try:
-        sink.feed(_take_buffered(stream, raw))
+        sink.feed(take_buffered(stream, raw))
         raw.setblocking(False)
         ending = _pump(raw, spec, sink, cancel, started)
-        if ending is Ending.CANCELLED or (spec.kill_on_timeout and ending is not Ending.EXITED):
-            killed = kill_marked_processes(api, spec.container_id, marker)
     finally:
+        # Closed before any kill: the engine stalls every exec of a container while one exec's
+        # output is not drained, the kill's own exec included.
         stream.close()
         raw.close()
-    exit_code = _wait_exit_code(api, exec_id) if ending is Ending.EXITED or killed else None
+    if ending is Ending.CANCELLED or (spec.kill_on_timeout and ending is not Ending.EXITED):
+        killed = kill_marked_processes(api, spec.container_id, marker)
+    exit_code = wait_exit_code(api, exec_id) if ending is Ending.EXITED or killed else None
     return ExecOutcome(
         ending=ending,
         stdout=sink.stdout.text(),

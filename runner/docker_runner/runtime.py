@@ -13,6 +13,7 @@ from .policy import CreateChecker, Policy, load_policy, sockets_for
 from .reaper import TouchLog
 from .scope import Scope
 from .settings import Settings
+from .tickets import TicketBook
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Runtime:
     policy: Policy
     checker: CreateChecker
     scope: Scope
+    tickets: TicketBook
     touches: TouchLog = field(default_factory=TouchLog)
 
     @classmethod
@@ -37,6 +39,7 @@ class Runtime:
             policy=policy,
             checker=CreateChecker(policy, sockets_for(settings.docker_host)),
             scope=Scope(engine, managed_only=not settings.scope_all),
+            tickets=TicketBook(lambda: settings.secrets),
         )
 
     def secrets(self) -> tuple[str, ...]:

@@ -70,6 +70,10 @@ class Settings:
     shared_secret_next: str | None = field(default=None, repr=False)
     policy_path: Path | None = None
     scope_all: bool = False
+    sse_ping_ms: int = 15_000
+    allowed_origins: tuple[str, ...] = ()
+    ws_ping_interval_seconds: float = 20
+    ws_ping_timeout_seconds: float = 20
 
     def __post_init__(self) -> None:
         if not self.shared_secret:
@@ -125,4 +129,12 @@ class Settings:
             shared_secret_next=env.get("DOCKER_RUNNER_SHARED_SECRET_NEXT", "").strip() or None,
             policy_path=Path(policy) if policy else None,
             scope_all=_scope_all(env),
+            sse_ping_ms=_int(env, "DOCKER_RUNNER_SSE_PING_MS", 15_000, minimum=100),
+            allowed_origins=tuple(
+                origin.strip().rstrip("/")
+                for origin in env.get("DOCKER_RUNNER_ALLOWED_ORIGINS", "").split(",")
+                if origin.strip()
+            ),
+            ws_ping_interval_seconds=_int(env, "DOCKER_RUNNER_WS_PING_INTERVAL_S", 20, minimum=1),
+            ws_ping_timeout_seconds=_int(env, "DOCKER_RUNNER_WS_PING_TIMEOUT_S", 20, minimum=1),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import tarfile
 
 import anyio
@@ -10,6 +11,7 @@ import pytest
 
 from docker_runner_client import AsyncHttpDockerRunnerClient, ExecOptions, ExecTimeout, NotFound
 from tests.conftest import sleeper_opts
+from tests.support.docker_env import SESSION_ID
 from tests.support.server import TEST_SECRET, RunningServer
 
 pytestmark = pytest.mark.docker
@@ -43,6 +45,37 @@ async def _scenario(url: str) -> None:
             await client.remove_container(started.container_id, force=True)
         with pytest.raises(NotFound):
             await client.inspect_container(started.container_id)
+
+
+async def _streams(url: str) -> None:
+    async with AsyncHttpDockerRunnerClient(url, TEST_SECRET) as client:
+        started = await client.start_container(sleeper_opts(cmd=["sh", "-c", "echo a; echo b >&2"], auto_remove=False))
+        try:
+            chunks = [chunk async for chunk in client.logs(started.container_id)]
+            assert sorted((c.stream, c.data) for c in chunks) == [("stderr", b"b\n"), ("stdout", b"a\n")]
+            events = client.events(
+                since=str(int(time.time()) - 30),
+                until=str(int(time.time()) + 1),
+                filters={"type": ["container"], "label": [f"dev.docker-runner.test-session={SESSION_ID}"]},
+            )
+            actions = [event.action async for event in events if event.actor_id == started.container_id]
+            assert actions[:2] == ["create", "start"]
+        finally:
+            await client.remove_container(started.container_id, force=True)
+        box = await client.start_container(sleeper_opts())
+        try:
+            async with await client.open_exec(box.container_id, ["cat"]) as session:
+                await session.send(b"async hello")
+                await session.close_stdin()
+                assert b"".join([output.data async for output in session]) == b"async hello"
+                assert session.exit_code == 0
+        finally:
+            await client.remove_container(box.container_id, force=True)
+
+
+def test_async_streams_and_exec(runner: RunningServer) -> None:
+    """logs, events and an interactive exec through the async client."""
+    anyio.run(_streams, runner.url)
 
 
 def test_async_client_end_to_end(runner: RunningServer) -> None:

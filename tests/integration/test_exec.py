@@ -21,16 +21,12 @@ from docker_runner_client import (
     ValidationFailed,
 )
 from tests.conftest import sleeper_opts
+from tests.support.ps import processes
 from tests.support.server import RunningServer
 from tests.support.signed import error_of, signed_request
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
-
-
-def processes(api: docker.APIClient, container_id: str) -> str:
-    created = api.exec_create(container_id, ["ps", "-o", "pid,stat,args"])
-    return api.exec_start(created["Id"]).decode()
 
 
 def test_string_command_runs_in_a_shell(client: HttpDockerRunnerClient, container: StartedContainer) -> None:

@@ -24,6 +24,8 @@ def make_settings(**overrides: object) -> Settings:
         "reaper_interval_ms": 200,
         "shutdown_grace_seconds": 2,
         "instance": "test-" + uuid.uuid4().hex[:8],  # runners of one test run must not reap each other's
+        "ws_ping_interval_seconds": 1,  # a dead WebSocket peer is noticed within 3 s
+        "ws_ping_timeout_seconds": 2,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -39,8 +41,8 @@ class RunningServer:
                 log_level="warning",
                 lifespan="on",
                 timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-                ws_ping_interval=1,
-                ws_ping_timeout=2,
+                ws_ping_interval=settings.ws_ping_interval_seconds,
+                ws_ping_timeout=settings.ws_ping_timeout_seconds,
             )
         )
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -32,4 +32,5 @@ def test_sync_and_async_clients_have_the_same_methods() -> None:
     assert set(sync_methods) == set(async_methods)
     for name, signature in sync_methods.items():
         assert list(signature.parameters) == list(async_methods[name].parameters), name
-        assert inspect.iscoroutinefunction(getattr(AsyncHttpDockerRunnerClient, name)), name
+        method = getattr(AsyncHttpDockerRunnerClient, name)
+        assert inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method), name

@@ -15,7 +15,7 @@ from litestar.types import Receive
 from ..container_spec import NonEmptyStr
 from ..engine import APIClient
 from ..errors import ApiError, validation_error
-from ..exec_run import Canceller, Ending, ExecOutcome, ExecSpec, run_exec
+from ..exec_run import Canceller, Ending, ExecOutcome, ExecSpec, run_exec, shell_command
 from ..openapi import errors
 from ..runtime import RuntimeDep
 
@@ -49,11 +49,6 @@ class ExecSize(msgspec.Struct, forbid_unknown_fields=True):
 class ExecResizeBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     exec_id: NonEmptyStr
     size: ExecSize
-
-
-def shell_command(command: str | list[str]) -> list[str]:
-    """A string runs under a login shell; an array runs as given."""
-    return ["/bin/sh", "-lc", command] if isinstance(command, str) else list(command)
 
 
 def _spec(body: ExecRunBody, max_output_ceiling: int) -> ExecSpec:

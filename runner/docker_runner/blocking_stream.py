@@ -1,0 +1,69 @@
+"""A blocking byte stream (an engine response) read on a thread of the stream budget and handed to
+the event loop through a small buffer: a slow consumer slows the reader, and the engine behind it,
+instead of growing memory. Closing it from the loop ends the read and frees the thread at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from types import TracebackType
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+CLOSE_WAIT_SECONDS = 5
+
+
+class BlockingStream:
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        close: Callable[[], None],
+        limiter: anyio.CapacityLimiter,
+        buffer_chunks: int = 8,
+    ) -> None:
+        self._send: MemoryObjectSendStream[bytes]
+        self._receive: MemoryObjectReceiveStream[bytes]
+        self._send, self._receive = anyio.create_memory_object_stream[bytes](buffer_chunks)
+        self._close = close
+        self.error: BaseException | None = None
+        self._reader = asyncio.ensure_future(self._read(chunks, limiter))
+
+    async def _read(self, chunks: Iterator[bytes], limiter: anyio.CapacityLimiter) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._pump, chunks, limiter=limiter, abandon_on_cancel=True)
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self._send.close()
+
+    def _pump(self, chunks: Iterator[bytes]) -> None:
+        for chunk in chunks:
+            try:
+                anyio.from_thread.run(self._send.send, chunk)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):
+                return  # the consumer left
+
+    async def receive(self) -> bytes | None:
+        """The next chunk, or None at the end of the stream."""
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            return None
+
+    async def aclose(self) -> None:
+        self._receive.close()  # wakes a reader blocked on a full buffer
+        self._close()  # interrupts a reader blocked on the engine
+        with anyio.move_on_after(CLOSE_WAIT_SECONDS), contextlib.suppress(Exception):
+            await asyncio.shield(self._reader)
+
+    async def __aenter__(self) -> BlockingStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

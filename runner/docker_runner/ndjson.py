@@ -1,0 +1,53 @@
+"""Newline-delimited JSON split at the byte level (pure).
+
+Chunks arrive cut anywhere: several lines in one chunk, one line over many chunks, a multi-byte
+character split between two. Splitting bytes (never decoded text) and decoding whole lines keeps
+every line exactly once; :meth:`LineSplitter.flush` hands over a last line that had no newline.
+"""
+
+from __future__ import annotations
+
+
+class LineSplitter:
+    """Feed bytes in any pieces; get back every complete line (without its newline), in order."""
+
+    def __init__(self, max_line_bytes: int = 16 * 1024 * 1024) -> None:
+        self._pending = bytearray()
+        self._max_line_bytes = max_line_bytes
+        self._skipping = False  # inside a line too long to keep: drop up to its newline
+        self.overlong = 0  # lines dropped for exceeding max_line_bytes
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self._skipping:
+            newline = chunk.find(b"\n")
+            if newline == -1:
+                return []
+            self._skipping = False
+            chunk = chunk[newline + 1 :]
+        if not chunk:
+            return []
+        start = len(self._pending)
+        self._pending += chunk
+        lines: list[bytes] = []
+        begin = 0
+        position = self._pending.find(b"\n", start)
+        while position != -1:
+            lines.append(bytes(self._pending[begin:position]).rstrip(b"\r"))
+            begin = position + 1
+            position = self._pending.find(b"\n", begin)
+        del self._pending[:begin]
+        if len(self._pending) > self._max_line_bytes:
+            self._pending.clear()  # a runaway line: drop it rather than grow without bound
+            self._skipping = True
+            self.overlong += 1
+        return [line for line in lines if line]
+
+    def flush(self) -> list[bytes]:
+        """The trailing line without a newline, if any; the splitter is empty afterwards."""
+        rest = bytes(self._pending).rstrip(b"\r")
+        self._pending.clear()
+        return [rest] if rest else []
+
+    @property
+    def buffered(self) -> int:
+        return len(self._pending)

@@ -1,0 +1,182 @@
+"""``GET /v1/exec/interactive/ws`` (PROTOCOL 5): a shell or command over a WebSocket."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import anyio
+from litestar import WebSocket, get, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from ..auth import OPEN_ROUTE, TICKETS_ACCEPTED, refuse_upgrade
+from ..demux import STDERR, FrameDemuxer
+from ..errors import ApiError
+from ..interactive import ExecQuery, InteractiveExec
+from ..openapi import errors
+from ..output_buffer import TailBuffer
+from ..runtime import RuntimeDep
+
+PATH = "/v1/exec/interactive/ws"
+EXIT_TAIL_BYTES = 256 * 1024
+CLOSE_NORMAL, CLOSE_INTERNAL_ERROR, CLOSE_INVALID_QUERY = 1000, 1011, 4000
+
+
+def _error_frame(error: ApiError) -> dict[str, Any]:
+    # "error" carries the message, as existing clients read it; status is ours, for typed clients
+    return {
+        "type": "error",
+        "error": error.message,
+        "code": error.code,
+        "retryable": error.retryable,
+        "status": error.status,
+    }
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class Relay:
+    """Both directions of one session, until the process ends or the client goes away."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any], session: InteractiveExec) -> None:
+        self._socket = socket
+        self._session = session
+        self._demuxer = None if session.query.tty else FrameDemuxer()
+        self._tails = {"stdout": TailBuffer(EXIT_TAIL_BYTES), "stderr": TailBuffer(EXIT_TAIL_BYTES)}
+        self.client_gone = False
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        try:
+            await self._socket.send_text(json.dumps(frame, separators=(",", ":")))
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise _ClientGone from exc
+
+    async def _output(self, stream: str, data: bytes) -> None:
+        self._tails[stream].append(data)
+        await self._send({"type": stream, "data": _b64(data)})
+
+    async def pump_output(self) -> None:
+        while (chunk := await self._session.output.receive()) is not None:
+            if self._demuxer is None:
+                await self._output("stdout", chunk)
+                continue
+            for stream_id, payload in self._demuxer.feed(chunk):
+                demuxed = stream_id == STDERR and self._session.query.demux
+                if payload:
+                    await self._output("stderr" if demuxed else "stdout", payload)
+
+    async def pump_input(self) -> None:
+        while True:
+            message = await self._socket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise _ClientGone
+            text = message.get("text")
+            if not isinstance(text, str):
+                await self._send(_error_frame(ApiError(400, "invalid_frame", "frames must be JSON text")))
+                continue
+            await self._handle(text)
+
+    async def _handle(self, text: str) -> None:
+        try:
+            frame = json.loads(text)
+            kind = frame.get("type") if isinstance(frame, dict) else None
+            if kind == "stdin":
+                await self._session.write(base64.b64decode(str(frame.get("data", "")), validate=True))
+            elif kind == "close":
+                self._session.close_stdin()
+            elif kind == "resize":
+                await self._session.resize(int(frame["cols"]), int(frame["rows"]))
+            else:
+                raise ValueError(f"unknown frame type {kind!r}")
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            await self._send(_error_frame(ApiError(400, "invalid_frame", f"invalid frame: {exc}")))
+        except ApiError as error:
+            await self._send(_error_frame(error))
+        except OSError:
+            pass  # stdin is closed, or the process ended: its output tells the rest
+
+    async def run(self) -> None:
+        try:
+            await self._send({"type": "ready", "execId": self._session.exec_id})
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._watch_input, group.cancel_scope)
+                try:
+                    await self.pump_output()
+                except _ClientGone:
+                    self.client_gone = True
+                group.cancel_scope.cancel()
+            if not self.client_gone:
+                await self._finish()
+        except _ClientGone:
+            self.client_gone = True
+        finally:
+            # The output is closed before the kill: the engine stalls every exec of a container
+            # while one exec's output is not drained, the kill's own exec included.
+            await self._session.aclose()
+            if self.client_gone:
+                await self._session.kill()
+
+    async def _watch_input(self, scope: anyio.CancelScope) -> None:
+        try:
+            await self.pump_input()
+        except _ClientGone:
+            self.client_gone = True
+            scope.cancel()
+
+    async def _finish(self) -> None:
+        exit_code = await self._session.exit_code()
+        if exit_code is None:
+            error = ApiError(409, "container_not_running", "The container stopped while the exec was running")
+            await self._send(_error_frame(error))
+            await self._socket.close(CLOSE_INTERNAL_ERROR, "container_not_running")
+            return
+        await self._send(
+            {
+                "type": "exit",
+                "execId": self._session.exec_id,
+                "exitCode": exit_code,
+                "stdout": _b64(self._tails["stdout"].value()),
+                "stderr": _b64(self._tails["stderr"].value()),
+            }
+        )
+        await self._socket.close(CLOSE_NORMAL)
+
+
+@websocket(PATH, opt={TICKETS_ACCEPTED: True})
+async def interactive_exec(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep) -> None:
+    origin = socket.headers.get("origin")
+    if origin is not None and origin.rstrip("/") not in runtime.settings.allowed_origins:
+        error = ApiError(403, "origin_not_allowed", f"Origin {origin} may not open an exec session")
+        await refuse_upgrade(socket.scope, socket.send, error)
+        return
+    await socket.accept()
+    try:
+        query = ExecQuery.parse(dict(socket.query_params))
+    except ApiError as error:
+        await socket.send_text(json.dumps(_error_frame(error)))
+        await socket.close(CLOSE_INVALID_QUERY, "invalid_query")
+        return
+    try:
+        await runtime.scope.container(query.container_id)
+        session = await InteractiveExec.start(runtime.engine, query)
+    except ApiError as error:
+        await socket.send_text(json.dumps(_error_frame(error)))
+        await socket.close(CLOSE_INTERNAL_ERROR, error.code)
+        return
+    await Relay(socket, session).run()
+
+
+@get(PATH, opt={OPEN_ROUTE: True}, responses={426: errors(426)[426]}, security=[], sync_to_thread=False)
+def interactive_exec_without_upgrade() -> None:
+    raise ApiError(426, "upgrade_required", "This route speaks WebSocket: send an upgrade request")
+
+
+ROUTES = [interactive_exec, interactive_exec_without_upgrade]

@@ -1,0 +1,94 @@
+"""Server-sent event streams (PROTOCOL 4) and the browser tickets that open them (1.1)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import get, post
+from litestar.params import HeaderParameter, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent
+
+from .. import events, logs, sse
+from ..auth import TICKETS_ACCEPTED
+from ..container_spec import NonEmptyStr
+from ..containers import inspect
+from ..errors import validation_error
+from ..openapi import errors
+from ..runtime import RuntimeDep
+from ..tickets import DEFAULT_TTL_MS, MAX_TTL_MS, TICKET_PARAMETER
+
+OptionalQuery = Annotated[str | None, QueryParameter()]
+SSE_MEDIA_TYPE = "text/event-stream"
+SSE_DESCRIPTION = "an endless stream of server-sent events"
+
+
+@get(
+    "/v1/events/sse",
+    opt={TICKETS_ACCEPTED: True},
+    responses=errors(),
+    media_type=SSE_MEDIA_TYPE,
+    response_description=SSE_DESCRIPTION,
+)
+async def events_sse(
+    runtime: RuntimeDep,
+    since: OptionalQuery = None,
+    until: OptionalQuery = None,
+    filters: OptionalQuery = None,
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+) -> ServerSentEvent:
+    resume_after = events.parse_last_event_id(last_event_id)
+    wanted = events.with_scope(events.parse_filters(filters), runtime.scope.label_filters())
+    stream = await events.subscribe(
+        runtime.engine,
+        events.parse_timestamp("since", since),
+        events.parse_timestamp("until", until),
+        wanted,
+        resume_after,
+    )
+    return sse.response(events.frames(stream, resume_after, runtime.settings.sse_ping_ms / 1000))
+
+
+@get(
+    "/v1/containers/logs/sse",
+    opt={TICKETS_ACCEPTED: True},
+    responses=errors(),
+    media_type=SSE_MEDIA_TYPE,
+    response_description=SSE_DESCRIPTION,
+)
+async def logs_sse(
+    runtime: RuntimeDep,
+    container_id: Annotated[str, QueryParameter(name="containerId", min_length=1)],
+    follow: OptionalQuery = None,
+    since: OptionalQuery = None,
+    tail: OptionalQuery = None,
+    stdout: OptionalQuery = None,
+    stderr: OptionalQuery = None,
+    timestamps: OptionalQuery = None,
+) -> ServerSentEvent:
+    query = logs.LogQuery.parse(follow, since, tail, stdout, stderr, timestamps)
+    document = await inspect(runtime.engine, runtime.scope, container_id)
+    tty = bool((document.get("Config") or {}).get("Tty"))
+    stream = await logs.open_logs(runtime.engine, str(document["Id"]), query)
+    return sse.response(logs.frames(stream, tty, runtime.settings.sse_ping_ms / 1000))
+
+
+class TicketRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    path: NonEmptyStr
+    ttl_ms: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_MS)] | None = None
+
+
+class TicketAnswer(msgspec.Struct, rename="camel"):
+    ticket: str
+    expires_at: int
+
+
+@post("/v1/tickets", status_code=200, responses=errors())
+async def issue_ticket(data: JSONBody[TicketRequest], runtime: RuntimeDep) -> TicketAnswer:
+    if not data.path.startswith("/") or f"{TICKET_PARAMETER}=" in data.path:
+        raise validation_error("path", "must be the exact path and query the browser will open, without a ticket")
+    ticket, expires_at = runtime.tickets.issue(data.path, data.ttl_ms or DEFAULT_TTL_MS)
+    return TicketAnswer(ticket, expires_at)
+
+
+ROUTES = [events_sse, logs_sse, issue_ticket]
