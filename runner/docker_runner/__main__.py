@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
 
-from . import envfile
-from .app import create_app
+from . import envfile, log_format
+from .app import create_asgi
 from .policy import PolicyError
 from .runtime import Runtime
 from .settings import Settings, SettingsError
@@ -47,18 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, PolicyError) as exc:
         print(f"docker-runner: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    log_format.configure(settings.log_level, settings.log_json)
     uvicorn.run(
-        create_app(settings, runtime),
+        create_asgi(settings, runtime),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         ws_ping_interval=settings.ws_ping_interval_seconds,
         ws_ping_timeout=settings.ws_ping_timeout_seconds,
-        access_log=False,
+        access_log=False,  # the runner logs each request itself, without raw paths (tickets)
+        log_config=None,  # uvicorn's own loggers go through the runner's format
         lifespan="on",
     )
     return 0

@@ -12,9 +12,10 @@ from litestar.di import Provide
 
 from .auth import AuthMiddleware
 from .errors import exception_handlers
+from .observe import RequestObserver
 from .openapi import openapi_config, openapi_document
 from .reaper import reap_forever
-from .routes import archives, containers, exec, health, images, interactive, streams
+from .routes import archives, containers, exec, health, images, interactive, metrics, streams
 from .runtime import Runtime, provide_runtime
 from .settings import Settings
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         max_body_bytes=settings.max_body_bytes,
         max_streamed_bytes=settings.max_archive_bytes,
         tickets=runtime.tickets,
+        on_failure=lambda code: runtime.metrics.auth_failures.labels(code=code).inc(),
         spool_dir=None if settings.spool_dir is None else str(settings.spool_dir),
     )
     app = Litestar(
@@ -54,6 +56,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *exec.ROUTES,
             *streams.ROUTES,
             *interactive.ROUTES,
+            *metrics.ROUTES,
             openapi_document,
         ],
         middleware=[auth],
@@ -66,3 +69,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     )
     app.state.runtime = runtime
     return app
+
+
+def create_asgi(settings: Settings, runtime: Runtime | None = None) -> RequestObserver:
+    """The app as served: the Litestar app inside the request log and metrics layer."""
+    runtime = runtime or Runtime.create(settings)
+    return RequestObserver(create_app(settings, runtime), runtime.metrics)

@@ -222,6 +222,7 @@ class AuthMiddleware(ASGIMiddleware):
         max_body_bytes: int,
         max_streamed_bytes: int,
         tickets: Redeemer | None = None,
+        on_failure: Callable[[str], None] | None = None,
         spool_dir: str | None = None,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
@@ -231,19 +232,29 @@ class AuthMiddleware(ASGIMiddleware):
         self._max_body_bytes = max_body_bytes
         self._max_streamed_bytes = max_streamed_bytes
         self._tickets = tickets
+        self._on_failure = on_failure
         self._spool_dir = spool_dir
         self._now_ms = wall_clock_ms
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["type"] != ScopeType.WEBSOCKET:
-            await self._handle(scope, receive, send, next_app)
-            return
         try:
-            self._authenticate_without_body(scope)
+            if scope["type"] != ScopeType.WEBSOCKET:
+                await self._handle(scope, receive, send, next_app)
+                return
+            try:
+                self._authenticate_without_body(scope)
+            except ApiError as error:
+                await refuse_upgrade(scope, send, error)
+                self._count(error)
+                return
         except ApiError as error:
-            await refuse_upgrade(scope, send, error)
-            return
+            self._count(error)
+            raise
         await next_app(scope, receive, send)
+
+    def _count(self, error: ApiError) -> None:
+        if error.status == 401 and self._on_failure is not None:
+            self._on_failure(error.code)
 
     def _uses_ticket(self, scope: Scope) -> bool:
         return (

@@ -157,8 +157,9 @@ def open_archive_response(api: APIClient, container_id: str, path: str) -> reque
 class Engine:
     """The Docker engine as the runner sees it: a lazily connected APIClient and two thread budgets."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_error: Callable[[ApiError], None] | None = None) -> None:
         self._settings = settings
+        self._on_error = on_error
         self._api: APIClient | None = None
         self._connect_lock = threading.Lock()
         self.short_limiter = anyio.CapacityLimiter(settings.engine_threads)
@@ -183,8 +184,29 @@ class Engine:
             return self._api
 
     def _call(self, fn: Callable[[APIClient], T]) -> T:
-        with engine_errors():
-            return fn(self.api())
+        try:
+            with engine_errors():
+                return fn(self.api())
+        except ApiError as error:
+            if self._on_error is not None and (error.code.startswith("docker_") or error.status >= 400):
+                self._on_error(error)
+            raise
+
+    def managed_count(self, label_filter: str) -> float | None:
+        """How many containers carry ``label_filter`` (for a gauge), or None when the engine is away."""
+        try:
+            return float(
+                len(self._call(lambda api: api.containers(all=True, quiet=True, filters={"label": label_filter})))
+            )
+        except ApiError:
+            return None
+
+    def reachable(self) -> float:
+        try:
+            self._call(lambda api: api.ping())
+        except ApiError:
+            return 0.0
+        return 1.0
 
     async def run(self, fn: Callable[[APIClient], T]) -> T:
         """A short blocking engine call, off the event loop."""

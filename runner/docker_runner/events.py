@@ -8,7 +8,7 @@ import binascii
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar.response.sse import ServerSentEventMessage
@@ -100,7 +100,7 @@ def _event_frame(line: bytes, resume_after: int | None) -> ServerSentEventMessag
 
 async def frames(
     stream: BlockingStream, resume_after: int | None, ping_seconds: float
-) -> AsyncIterator[ServerSentEventMessage]:
+) -> AsyncGenerator[ServerSentEventMessage, None]:
     splitter = LineSplitter()
     try:
         async for chunk in sse.chunks_or_pings(stream, ping_seconds):

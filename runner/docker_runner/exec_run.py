@@ -53,6 +53,8 @@ def shell_command(command: str | list[str]) -> list[str]:
 
 
 class Ending(enum.Enum):
+    """How a run ended; the values are the metric's outcome labels."""
+
     EXITED = "exited"
     TIMEOUT = "timeout"
     IDLE_TIMEOUT = "idle_timeout"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from litestar.response.sse import ServerSentEventMessage
@@ -86,7 +86,9 @@ def _chunk(stream_name: str, data: bytes) -> ServerSentEventMessage:
     return sse.frame({"type": "chunk", "data": base64.b64encode(data).decode("ascii"), "stream": stream_name})
 
 
-async def frames(stream: BlockingStream, tty: bool, ping_seconds: float) -> AsyncIterator[ServerSentEventMessage]:
+async def frames(
+    stream: BlockingStream, tty: bool, ping_seconds: float
+) -> AsyncGenerator[ServerSentEventMessage, None]:
     """Chunks as they come (a tty's output is all stdout), then ``end`` when the read is complete."""
     demuxer = None if tty else FrameDemuxer()
     try:

@@ -8,7 +8,10 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from .auth import NonceCache
+from .container_spec import MANAGED_LABEL
 from .engine import Engine
+from .errors import ApiError
+from .metrics import Metrics
 from .policy import CreateChecker, Policy, load_policy, sockets_for
 from .reaper import TouchLog
 from .scope import Scope
@@ -25,25 +28,40 @@ class Runtime:
     checker: CreateChecker
     scope: Scope
     tickets: TicketBook
+    metrics: Metrics
     touches: TouchLog = field(default_factory=TouchLog)
 
     @classmethod
     def create(cls, settings: Settings, policy: Policy | None = None) -> Runtime:
         """Everything the app shares; ``policy`` defaults to DOCKER_RUNNER_POLICY's (PolicyError if unusable)."""
-        engine = Engine(settings)
+        metrics = Metrics()
+        engine = Engine(
+            settings, on_error=lambda error: metrics.engine_errors.labels(status=_engine_status(error)).inc()
+        )
         policy = policy or load_policy(settings.policy_path)
+        nonces = NonceCache(settings.nonce_cache_size, settings.replay_window_ms)
+        metrics.nonce_cache.set_function(lambda: len(nonces))
+        metrics.watch_engine(engine.reachable, lambda: engine.managed_count(f"{MANAGED_LABEL}=true"))
         return cls(
             settings=settings,
             engine=engine,
-            nonces=NonceCache(settings.nonce_cache_size, settings.replay_window_ms),
+            nonces=nonces,
             policy=policy,
             checker=CreateChecker(policy, sockets_for(settings.docker_host)),
             scope=Scope(engine, managed_only=not settings.scope_all),
             tickets=TicketBook(lambda: settings.secrets),
+            metrics=metrics,
         )
 
     def secrets(self) -> tuple[str, ...]:
         return self.settings.secrets
+
+
+def _engine_status(error: ApiError) -> str:
+    """The engine's own status where it answered; "unavailable" where it did not."""
+    if error.code == "docker_unavailable":
+        return "unavailable"
+    return str(error.details.get("dockerStatus") or error.status)
 
 
 def provide_runtime(state: State) -> Runtime:

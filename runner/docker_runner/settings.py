@@ -39,6 +39,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _log_json(env: Mapping[str, str]) -> bool:
+    raw = env.get("DOCKER_RUNNER_LOG_FORMAT", "").strip().lower() or "text"
+    if raw not in ("text", "json"):
+        raise SettingsError(f"DOCKER_RUNNER_LOG_FORMAT must be text or json, got {raw!r}")
+    return raw == "json"
+
+
 def _scope_all(env: Mapping[str, str]) -> bool:
     raw = env.get("DOCKER_RUNNER_SCOPE", "").strip().lower() or "managed"
     if raw not in ("managed", "all"):
@@ -52,6 +59,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7071
     log_level: str = "info"
+    log_json: bool = False
     insecure_dev: bool = False
     clock_skew_ms: int = 60_000
     nonce_cache_size: int = 100_000
@@ -111,6 +119,7 @@ class Settings:
             host=env.get("DOCKER_RUNNER_HOST", "").strip() or "127.0.0.1",
             port=_int(env, "DOCKER_RUNNER_PORT", 7071),
             log_level=env.get("DOCKER_RUNNER_LOG_LEVEL", "").strip().lower() or "info",
+            log_json=_log_json(env),
             insecure_dev=_bool(env, "DOCKER_RUNNER_INSECURE_DEV", False),
             clock_skew_ms=_int(env, "DOCKER_RUNNER_CLOCK_SKEW_MS", 60_000, minimum=1),
             nonce_cache_size=_int(env, "DOCKER_RUNNER_NONCE_CACHE_SIZE", 100_000, minimum=1),

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
+from prometheus_client import Gauge
 
 from .blocking_stream import BlockingStream
 
@@ -40,6 +41,19 @@ async def chunks_or_pings(stream: BlockingStream, ping_seconds: float) -> AsyncI
         if chunk is None:
             return
         yield chunk or None
+
+
+async def counted(
+    frames: AsyncGenerator[ServerSentEventMessage, None], gauge: Gauge
+) -> AsyncIterator[ServerSentEventMessage]:
+    """The frames, with ``gauge`` counting the stream as open while it is."""
+    gauge.inc()
+    try:
+        async for message in frames:
+            yield message
+    finally:
+        gauge.dec()
+        await frames.aclose()  # now, not whenever the generator is collected: it holds an engine stream
 
 
 def response(frames: AsyncIterator[ServerSentEventMessage]) -> ServerSentEvent:

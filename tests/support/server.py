@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from docker_runner.app import create_app
+from docker_runner.app import create_asgi
 from docker_runner.runtime import Runtime
 from docker_runner.settings import Settings
 
@@ -37,7 +37,7 @@ class RunningServer:
         self.runtime = runtime
         self._server = uvicorn.Server(
             uvicorn.Config(
-                create_app(settings, runtime),
+                create_asgi(settings, runtime),
                 log_level="warning",
                 lifespan="on",
                 timeout_graceful_shutdown=settings.shutdown_grace_seconds,

@@ -16,6 +16,8 @@ from ..container_spec import NonEmptyStr
 from ..engine import APIClient
 from ..errors import ApiError, validation_error
 from ..exec_run import Canceller, Ending, ExecOutcome, ExecSpec, run_exec, shell_command
+from ..metrics import Metrics
+from ..observe import note
 from ..openapi import errors
 from ..runtime import RuntimeDep
 
@@ -122,6 +124,7 @@ def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
 @post("/v1/exec/run", status_code=200, responses=errors(504))
 async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any], runtime: RuntimeDep) -> ExecRunAnswer:
     spec = _spec(data, runtime.settings.max_output_bytes)
+    note(request.scope, containerId=spec.container_id)
     await runtime.scope.container(spec.container_id)
     canceller = Canceller()
 
@@ -136,7 +139,18 @@ async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any],
         outcome = await runtime.engine.run_stream(run, on_cancel=canceller.cancel)
     finally:
         watcher.cancel()
+    _count(runtime.metrics, outcome)
     return _answer(spec, outcome)
+
+
+def _count(metrics: Metrics, outcome: ExecOutcome) -> None:
+    metrics.exec_runs.labels(outcome=outcome.ending.value).inc()
+    metrics.exec_seconds.observe(outcome.duration_ms / 1000)
+    if outcome.ending in (Ending.TIMEOUT, Ending.IDLE_TIMEOUT):
+        metrics.exec_timeouts.labels(kind="idle" if outcome.ending is Ending.IDLE_TIMEOUT else "total").inc()
+    if outcome.killed:
+        reason = "disconnect" if outcome.ending is Ending.CANCELLED else "timeout"
+        metrics.exec_kills.labels(reason=reason).inc()
 
 
 @post("/v1/exec/resize", status_code=204, responses=errors())

@@ -15,6 +15,7 @@ from ..auth import OPEN_ROUTE, TICKETS_ACCEPTED, refuse_upgrade
 from ..demux import STDERR, FrameDemuxer
 from ..errors import ApiError
 from ..interactive import ExecQuery, InteractiveExec
+from ..observe import note
 from ..openapi import errors
 from ..output_buffer import TailBuffer
 from ..runtime import RuntimeDep
@@ -164,6 +165,7 @@ async def interactive_exec(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep
         await socket.send_text(json.dumps(_error_frame(error)))
         await socket.close(CLOSE_INVALID_QUERY, "invalid_query")
         return
+    note(socket.scope, containerId=query.container_id)
     try:
         await runtime.scope.container(query.container_id)
         session = await InteractiveExec.start(runtime.engine, query)
@@ -171,7 +173,14 @@ async def interactive_exec(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep
         await socket.send_text(json.dumps(_error_frame(error)))
         await socket.close(CLOSE_INTERNAL_ERROR, error.code)
         return
-    await Relay(socket, session).run()
+    relay = Relay(socket, session)
+    runtime.metrics.ws_sessions.inc()
+    try:
+        await relay.run()
+    finally:
+        runtime.metrics.ws_sessions.dec()
+        if relay.client_gone:
+            runtime.metrics.exec_kills.labels(reason="disconnect").inc()
 
 
 @get(PATH, opt={OPEN_ROUTE: True}, responses={426: errors(426)[426]}, security=[], sync_to_thread=False)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent
 
@@ -14,8 +14,10 @@ from ..auth import TICKETS_ACCEPTED
 from ..container_spec import NonEmptyStr
 from ..containers import inspect
 from ..errors import validation_error
+from ..observe import note
 from ..openapi import errors
 from ..runtime import RuntimeDep
+from ..sse import counted
 from ..tickets import DEFAULT_TTL_MS, MAX_TTL_MS, TICKET_PARAMETER
 
 OptionalQuery = Annotated[str | None, QueryParameter()]
@@ -46,7 +48,8 @@ async def events_sse(
         wanted,
         resume_after,
     )
-    return sse.response(events.frames(stream, resume_after, runtime.settings.sse_ping_ms / 1000))
+    frames = events.frames(stream, resume_after, runtime.settings.sse_ping_ms / 1000)
+    return sse.response(counted(frames, runtime.metrics.sse_subscribers.labels(stream="events")))
 
 
 @get(
@@ -57,6 +60,7 @@ async def events_sse(
     response_description=SSE_DESCRIPTION,
 )
 async def logs_sse(
+    request: Request[Any, Any, Any],
     runtime: RuntimeDep,
     container_id: Annotated[str, QueryParameter(name="containerId", min_length=1)],
     follow: OptionalQuery = None,
@@ -67,10 +71,12 @@ async def logs_sse(
     timestamps: OptionalQuery = None,
 ) -> ServerSentEvent:
     query = logs.LogQuery.parse(follow, since, tail, stdout, stderr, timestamps)
+    note(request.scope, containerId=container_id)
     document = await inspect(runtime.engine, runtime.scope, container_id)
     tty = bool((document.get("Config") or {}).get("Tty"))
     stream = await logs.open_logs(runtime.engine, str(document["Id"]), query)
-    return sse.response(logs.frames(stream, tty, runtime.settings.sse_ping_ms / 1000))
+    frames = logs.frames(stream, tty, runtime.settings.sse_ping_ms / 1000)
+    return sse.response(counted(frames, runtime.metrics.sse_subscribers.labels(stream="logs")))
 
 
 class TicketRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):

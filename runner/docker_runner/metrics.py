@@ -1,0 +1,104 @@
+"""Prometheus metrics of one runner (a registry per app, so that several can live in one process).
+
+Every label value comes from a route template, a fixed code or a status: never a container id or
+a raw path, so the number of series stays bounded whatever clients send.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from . import __version__
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+EXEC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+UNMATCHED_ROUTE = "unmatched"
+AUTH_FAILURE_CODES = (
+    "missing_headers",
+    "invalid_timestamp",
+    "timestamp_out_of_range",
+    "replayed_nonce",
+    "invalid_signature",
+    "invalid_ticket",
+)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _CachedProbe(Collector):
+    """A gauge whose value comes from the engine, asked at most every ``max_age`` seconds."""
+
+    def __init__(self, name: str, documentation: str, probe: Callable[[], float | None], max_age: float = 5) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._probe = probe
+        self._max_age = max_age
+        self._value: float | None = None
+        self._at = float("-inf")
+
+    def collect(self) -> Any:
+        if time.monotonic() - self._at > self._max_age:
+            self._value = self._probe()
+            self._at = time.monotonic()
+        family = GaugeMetricFamily(self._name, self._documentation)
+        if self._value is not None:
+            family.add_metric([], self._value)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "docker_runner_http_requests", "HTTP requests answered", ["route", "method", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "docker_runner_http_request_duration_seconds",
+            "Time to the start of the answer (streams: until they start)",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.auth_failures = Counter("docker_runner_auth_failures", "Refused authentications", ["code"], registry=r)
+        self.exec_runs = Counter("docker_runner_exec_runs", "exec/run calls by how they ended", ["outcome"], registry=r)
+        self.exec_seconds = Histogram(
+            "docker_runner_exec_duration_seconds", "exec/run durations", buckets=EXEC_BUCKETS, registry=r
+        )
+        self.exec_timeouts = Counter("docker_runner_exec_timeouts", "exec/run timeouts", ["kind"], registry=r)
+        self.exec_kills = Counter("docker_runner_exec_kills", "Exec process trees killed", ["reason"], registry=r)
+        self.sse_subscribers = Gauge("docker_runner_sse_subscribers", "Open SSE streams", ["stream"], registry=r)
+        self.ws_sessions = Gauge("docker_runner_ws_sessions", "Open interactive exec sessions", registry=r)
+        self.engine_errors = Counter(
+            "docker_runner_engine_errors", "Engine failures by engine status", ["status"], registry=r
+        )
+        self.nonce_cache = Gauge("docker_runner_nonce_cache_entries", "Nonces remembered", registry=r)
+        info = Gauge("docker_runner_info", "The runner's version", ["version"], registry=r)
+        info.labels(version=__version__).set(1)
+        for stream in ("events", "logs"):
+            self.sse_subscribers.labels(stream=stream)
+        for outcome in ("exited", "timeout", "idle_timeout", "cancelled"):
+            self.exec_runs.labels(outcome=outcome)
+        for kind in ("total", "idle"):
+            self.exec_timeouts.labels(kind=kind)
+        for reason in ("timeout", "disconnect"):
+            self.exec_kills.labels(reason=reason)
+        for code in AUTH_FAILURE_CODES:
+            self.auth_failures.labels(code=code)
+
+    def watch_engine(self, reachable: Callable[[], float | None], managed: Callable[[], float | None]) -> None:
+        """Gauges read from the engine at scrape time (cached briefly)."""
+        self.registry.register(
+            _CachedProbe("docker_runner_engine_up", "1 when the engine answers a ping, else 0", reachable)
+        )
+        self.registry.register(
+            _CachedProbe("docker_runner_managed_containers", "Containers carrying the runner's label", managed)
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
