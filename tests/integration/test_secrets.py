@@ -41,7 +41,7 @@ def test_rotation_without_downtime(current: str, following: str | None, old_ok: 
 
 def test_secret_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
     """With debug logging on, a session of successes and failures leaves the secrets in no log line,
-    error body, OpenAPI document or container environment."""
+    error body, OpenAPI document, metrics page or container environment."""
     settings = make_settings(shared_secret=OLD, shared_secret_next=NEW, log_level="debug")
     answers: list[str] = []
     with caplog.at_level(logging.DEBUG), running_runner(settings) as server:
@@ -59,6 +59,7 @@ def test_secret_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
             )
         answers.append(httpx.post(server.url + "/v1/containers/start", content=b"{").text)
         answers.append(httpx.get(server.url + "/openapi.json").text)
+        answers.append(httpx.get(server.url + "/metrics").text)
     logged = "\n".join(record.getMessage() + str(record.args) + str(record.exc_info) for record in caplog.records)
     assert "DOCKER_RUNNER_EXEC_TOKEN" in answers[0]  # the environment was really read
     for secret in (OLD, NEW):
