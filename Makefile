@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ENV_FILE ?= .env
 
-.PHONY: run test test-unit lint format bench clean
+.PHONY: run test test-unit lint format bench clean up up-monitoring down logs image
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,46 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# ---- deploy: the runner (and its monitoring) under docker-compose --------------------------
+COMPOSE ?= docker-compose
+RUNNER_IMAGE ?= docker-runner:latest
+COMPOSE_PROJECT ?= docker-runner
+DOCKER_SOCKET ?= /var/run/docker.sock
+# the engine socket's group: the image's unprivileged user reaches the socket through it
+DOCKER_GID ?= $(shell stat -c %g $(DOCKER_SOCKET) 2>/dev/null)
+# CA certificates the image build trusts for PyPI (networks whose egress re-signs TLS)
+EXTRA_CA_FILES ?= $(wildcard /usr/local/share/ca-certificates/*.crt)
+COMPOSE_BASE := -f compose/docker-compose.yml
+COMPOSE_ALL := $(COMPOSE_BASE) -f compose/docker-compose.monitoring.yml
+COMPOSE_ENV = DOCKER_GID=$(DOCKER_GID) DOCKER_SOCKET=$(DOCKER_SOCKET) DOCKER_RUNNER_IMAGE=$(RUNNER_IMAGE) \
+	DOCKER_RUNNER_ENV_FILE=$(abspath $(ENV_FILE))
+COMPOSE_RUN = $(COMPOSE_ENV) $(COMPOSE) -p $(COMPOSE_PROJECT) $(if $(wildcard $(ENV_FILE)),--env-file $(ENV_FILE))
+# the same secret generation as `make run`, without needing the venv
+ENSURE_SECRET = $(PYTHON) -c 'import sys; sys.path.insert(0, "runner"); from pathlib import Path; \
+	from docker_runner import envfile; path = Path(sys.argv[1]); \
+	envfile.ensure_secret(path, {}) and print(f"generated a shared secret into {path} ({envfile.SECRET_VARIABLE})")' $(ENV_FILE)
+
+## image: build docker-runner:latest (debian:bookworm-slim is bootstrapped locally when absent)
+image:
+	bash tests/support/debian_base.sh
+	docker build -f runner/Dockerfile -t $(RUNNER_IMAGE) \
+		--build-arg EXTRA_CA_CERTS="$$(cat $(EXTRA_CA_FILES) </dev/null 2>/dev/null)" .
+
+## up: build the image, then run the runner under compose with the settings of .env (a secret is generated if none)
+up: image $(ENV_FILE)
+	@$(ENSURE_SECRET)
+	$(COMPOSE_RUN) $(COMPOSE_BASE) up -d
+
+## up-monitoring: the same, plus Prometheus (127.0.0.1:9090) and Grafana (127.0.0.1:3000)
+up-monitoring: image $(ENV_FILE)
+	@$(ENSURE_SECRET)
+	$(COMPOSE_RUN) $(COMPOSE_ALL) up -d
+
+## down: stop and remove the runner and monitoring containers (their data volumes are kept)
+down:
+	$(COMPOSE_RUN) $(COMPOSE_ALL) down --remove-orphans
+
+## logs: follow the services' logs
+logs:
+	$(COMPOSE_RUN) $(COMPOSE_ALL) logs -f --tail=100
