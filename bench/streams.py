@@ -23,7 +23,10 @@ One run starts a real runner in-process on a free port (as the tests do) and mea
    The clock runs from the started exec (session ready / ``exec_start`` returned) to the end of
    its output; every way must deliver exactly the bytes asked for, and exit 0. The ways run in
    alternating order (ABC, CBA, ...), ``--rounds`` times each; medians are reported in MB/s
-   (10^6 bytes per second). Target: runner (the client's way) at least 0.5 of direct.
+   (10^6 bytes per second), with this process's CPU time per payload byte (the runner runs
+   in-process, so for the runner ways that is runner plus client; for direct, the reader only),
+   which is steadier than MB/s on a loaded machine: the load average is printed at both ends.
+   Target: runner (the client's way) at least 0.5 of direct.
 
     .venv/bin/python bench/streams.py [--events 100] [--rounds 3] [--json PATH]
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import statistics
 import sys
 import threading
@@ -218,9 +222,11 @@ class WayFigures:
     way: str
     runs_mb_s: list[float] = field(default_factory=list)
     totals_mb_s: list[float] = field(default_factory=list)
+    cpu_ns_per_byte: list[float] = field(default_factory=list)  # this process: the runner and the reader
     extensions: str = ""
     median_mb_s: float = 0.0
     median_total_mb_s: float = 0.0
+    median_cpu_ns_per_byte: float = 0.0
 
 
 def command_for(size: int) -> str:
@@ -349,16 +355,20 @@ def measure_throughput(ways: dict[str, Way], rounds: int, size: int) -> dict[str
     order = list(ways)
     for _ in range(rounds):
         for name in order:
+            cpu_started = time.process_time()
             transfer = ways[name](size)
+            cpu_seconds = time.process_time() - cpu_started
             if transfer.payload != size:
                 raise BenchError(f"{name}: {transfer.payload} bytes received, {size} expected")
             figures[name].runs_mb_s.append(size / transfer.stream_seconds / 1e6)
             figures[name].totals_mb_s.append(size / transfer.total_seconds / 1e6)
+            figures[name].cpu_ns_per_byte.append(cpu_seconds / size * 1e9)
             figures[name].extensions = transfer.extensions or "-"
         order.reverse()
     for row in figures.values():
         row.median_mb_s = statistics.median(row.runs_mb_s)
         row.median_total_mb_s = statistics.median(row.totals_mb_s)
+        row.median_cpu_ns_per_byte = statistics.median(row.cpu_ns_per_byte)
     return figures
 
 
@@ -382,10 +392,16 @@ def report_events(figures: EventFigures) -> None:
 
 def report_throughput(figures: dict[str, WayFigures], size: int) -> dict[str, float | bool]:
     print(f"2. exec stdout throughput, {size} bytes of /dev/zero, MB/s = 10^6 bytes/s (median of runs)")
-    print(f"{'way':<11} {'runs MB/s':<26} {'median':>8} {'incl. setup':>12}  ws extensions")
+    print("   runner: client.open_exec, WebSocket compression as negotiated; runner-raw: same route, compression=None;")
+    print("   direct: docker-py raw socket, payload bytes only (8-byte multiplexing headers not counted);")
+    print("   cpu ns/B: CPU time of this process (in-process runner + reading client) per payload byte")
+    print(f"{'way':<11} {'runs MB/s':<26} {'median':>8} {'incl. setup':>12} {'cpu ns/B':>9}  ws extensions")
     for row in figures.values():
         runs = " ".join(f"{value:7.1f}" for value in row.runs_mb_s)
-        print(f"{row.way:<11} {runs:<26} {row.median_mb_s:>8.1f} {row.median_total_mb_s:>12.1f}  {row.extensions}")
+        print(
+            f"{row.way:<11} {runs:<26} {row.median_mb_s:>8.1f} {row.median_total_mb_s:>12.1f} "
+            f"{row.median_cpu_ns_per_byte:>9.1f}  {row.extensions}"
+        )
     direct_mb_s = figures["direct"].median_mb_s
     ratios: dict[str, float | bool] = {
         "runner/direct": figures["runner"].median_mb_s / direct_mb_s,
@@ -446,7 +462,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.events < 2 or args.rounds < 1 or args.bytes < 1:
         parser.error("--events must be at least 2, --rounds and --bytes at least 1")
+    print("load average at start: {:.2f} {:.2f} {:.2f}\n".format(*os.getloadavg()))
     document = bench(args.events, args.rounds, args.bytes)
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     if args.json is not None:
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
