@@ -24,9 +24,12 @@ from ._models import (
     ExecResult,
     LogChunk,
     Resources,
+    RunResult,
     StartedContainer,
+    TestResult,
     Ticket,
 )
+from ._patches import FileChanges, changed_files
 from ._signing import canonical_json, sign_headers
 from ._ws import AsyncExecSession, ExecSession
 
@@ -43,20 +46,24 @@ __all__ = [
     "ExecResult",
     "ExecSession",
     "ExecTimeout",
+    "FileChanges",
     "Forbidden",
     "HttpDockerRunnerClient",
     "LogChunk",
     "NotFound",
     "Resources",
+    "RunResult",
     "RunnerTimeout",
     "RunnerTransportError",
     "StartedContainer",
     "StreamError",
+    "TestResult",
     "Ticket",
     "Unauthorized",
     "UpstreamError",
     "ValidationFailed",
     "canonical_json",
+    "changed_files",
     "error_from_response",
     "exec_read_timeout_ms",
     "sign_headers",

@@ -9,7 +9,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -23,7 +23,18 @@ from websockets.sync.client import connect as connect_websocket
 
 from . import _routes as routes
 from ._exceptions import DockerRunnerError, RunnerTimeout, RunnerTransportError, error_from_response
-from ._models import ContainerOpts, DockerEvent, ExecOptions, ExecResult, LogChunk, StartedContainer, Ticket
+from ._models import (
+    ContainerOpts,
+    DockerEvent,
+    ExecOptions,
+    ExecResult,
+    LogChunk,
+    RunResult,
+    StartedContainer,
+    TestResult,
+    Ticket,
+)
+from ._patches import tar_bytes
 from ._signing import (
     NONCE_HEADER,
     SIGNATURE_HEADER,
@@ -195,6 +206,10 @@ def websocket_errors() -> Iterator[None]:
         raise RunnerTransportError(
             f"cannot open the exec WebSocket: {exc}", code="runner_unreachable", retryable=True
         ) from exc
+
+
+def _milliseconds(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -397,6 +412,40 @@ class HttpDockerRunnerClient:
     def ticket(self, path: str, ttl_ms: int | None = None) -> Ticket:
         """A single-use ticket a browser appends to ``path`` (exact path and query) to open it."""
         return self._run(routes.ticket(path, ttl_ms))
+
+    def run(
+        self,
+        image: str,
+        command: str | list[str],
+        *,
+        stdin: bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        workdir: str | None = None,
+        timeout_ms: int | None = None,
+    ) -> RunResult:
+        """Run a command once in a fresh container of ``image`` (from its pool when it has one)."""
+        return self._run(routes.run(image, command, stdin, files, workdir, timeout_ms))
+
+    def run_tests(
+        self,
+        image: str,
+        modified_files: Mapping[str, bytes],
+        *,
+        test_cmd: str | None = None,
+        timeout: float | None = None,
+        workdir: str | None = None,
+        removed_files: Sequence[str] = (),
+    ) -> TestResult:
+        """Apply a patch (files by path relative to ``workdir``, and deletions) in a fresh container
+        of ``image`` and run its tests; ``timeout`` in seconds (default 300, 0 for none)."""
+        route = routes.run_tests(
+            image, tar_bytes(modified_files), list(removed_files), test_cmd, _milliseconds(timeout), workdir
+        )
+        return self._run(route)
+
+    def pools(self) -> list[dict[str, Any]]:
+        """Per-pool figures: size, idle, in use, created, destroyed, health failures, acquisitions."""
+        return self._run(routes.pools())
 
     def open_exec(
         self,
@@ -613,6 +662,40 @@ class AsyncHttpDockerRunnerClient:
 
     async def ticket(self, path: str, ttl_ms: int | None = None) -> Ticket:
         return await self._run(routes.ticket(path, ttl_ms))
+
+    async def run(
+        self,
+        image: str,
+        command: str | list[str],
+        *,
+        stdin: bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        workdir: str | None = None,
+        timeout_ms: int | None = None,
+    ) -> RunResult:
+        """Run a command once in a fresh container of ``image`` (from its pool when it has one)."""
+        return await self._run(routes.run(image, command, stdin, files, workdir, timeout_ms))
+
+    async def run_tests(
+        self,
+        image: str,
+        modified_files: Mapping[str, bytes],
+        *,
+        test_cmd: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the tests' own bound, sent to the runner
+        workdir: str | None = None,
+        removed_files: Sequence[str] = (),
+    ) -> TestResult:
+        """Apply a patch (files by path relative to ``workdir``, and deletions) in a fresh container
+        of ``image`` and run its tests; ``timeout`` in seconds (default 300, 0 for none)."""
+        route = routes.run_tests(
+            image, tar_bytes(modified_files), list(removed_files), test_cmd, _milliseconds(timeout), workdir
+        )
+        return await self._run(route)
+
+    async def pools(self) -> list[dict[str, Any]]:
+        """Per-pool figures: size, idle, in use, created, destroyed, health failures, acquisitions."""
+        return await self._run(routes.pools())
 
     async def open_exec(
         self,

@@ -177,6 +177,62 @@ class Ticket:
 
 
 @dataclass(frozen=True)
+class RunResult:
+    """A one-shot run: ``exit_code`` is None when it timed out."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    elapsed_ms: int
+    timed_out: bool
+    truncated: bool
+    pooled: bool
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> RunResult:
+        code = body.get("exitCode")
+        return cls(
+            exit_code=None if code is None else int(code),
+            stdout=str(body.get("stdout", "")),
+            stderr=str(body.get("stderr", "")),
+            elapsed_ms=int(body.get("elapsedMs", 0)),
+            timed_out=bool(body.get("timedOut", False)),
+            truncated=bool(body.get("truncated", False)),
+            pooled=bool(body.get("pooled", False)),
+        )
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A test run: ``exit_code`` is None when the tests ran past their timeout."""
+
+    __test__ = False  # not a pytest test class
+
+    exit_code: int | None
+    test_output: str
+    elapsed_ms: int
+    timed_out: bool
+    truncated: bool
+    pooled: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> TestResult:
+        code = body.get("exitCode")
+        return cls(
+            exit_code=None if code is None else int(code),
+            test_output=str(body.get("testOutput", "")),
+            elapsed_ms=int(body.get("elapsedMs", 0)),
+            timed_out=bool(body.get("timedOut", False)),
+            truncated=bool(body.get("truncated", False)),
+            pooled=bool(body.get("pooled", False)),
+        )
+
+
+@dataclass(frozen=True)
 class StartedContainer:
     container_id: str
     name: str

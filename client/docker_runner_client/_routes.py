@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from ._models import ContainerOpts, ExecOptions, ExecResult, StartedContainer, Ticket
+from ._models import ContainerOpts, ExecOptions, ExecResult, RunResult, StartedContainer, TestResult, Ticket
 
 T = TypeVar("T")
 
@@ -234,6 +234,59 @@ def _flag(value: bool) -> str:
 
 def _present(values: Mapping[str, str | None]) -> dict[str, str]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def run(
+    image: str,
+    command: str | list[str],
+    stdin: bytes | None,
+    files: Mapping[str, bytes] | None,
+    workdir: str | None,
+    timeout_ms: int | None,
+) -> Route[RunResult]:
+    body: dict[str, Any] = {"image": image, "command": command}
+    if stdin is not None:
+        body["stdin"] = base64.b64encode(stdin).decode("ascii")
+    if files:
+        body["files"] = {path: base64.b64encode(data).decode("ascii") for path, data in files.items()}
+    if workdir is not None:
+        body["workdir"] = workdir
+    if timeout_ms is not None:
+        body["timeoutMs"] = timeout_ms
+    call = Call("POST", "/v1/run", json=body, exec_bounds_ms=(timeout_ms or 0, 0), may_retry=False)
+    return Route(call, lambda response: RunResult.from_json(_json_object(response)))
+
+
+def run_tests(
+    image: str,
+    tar: bytes,
+    removed: list[str],
+    test_cmd: str | None,
+    timeout_ms: int | None,
+    workdir: str | None,
+) -> Route[TestResult]:
+    query = {
+        "image": image,
+        "testCmd": test_cmd,
+        "timeoutMs": None if timeout_ms is None else str(timeout_ms),
+        "workdir": workdir,
+        "removePaths": json.dumps(removed) if removed else None,
+    }
+    bound = 300_000 if timeout_ms is None else timeout_ms
+    call = Call(
+        "PUT",
+        "/v1/test",
+        query=_present(query),
+        content=tar,
+        content_type=TAR_CONTENT_TYPE,
+        exec_bounds_ms=(bound, 0),
+        may_retry=False,
+    )
+    return Route(call, lambda response: TestResult.from_json(_json_object(response)))
+
+
+def pools() -> Route[list[dict[str, Any]]]:
+    return Route(Call("GET", "/v1/pools"), lambda response: list(_json_object(response)["pools"]))
 
 
 def resize_exec(exec_id: str, cols: int, rows: int) -> Route[None]:

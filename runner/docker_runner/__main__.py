@@ -12,6 +12,7 @@ import uvicorn
 from . import envfile, log_format
 from .app import create_asgi
 from .policy import PolicyError
+from .pool import PoolError
 from .runtime import Runtime
 from .settings import Settings, SettingsError
 
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env().with_overrides(host=args.host, port=args.port, log_level=args.log_level)
         runtime = Runtime.create(settings)
-    except (SettingsError, PolicyError) as exc:
+    except (SettingsError, PolicyError, PoolError) as exc:
         print(f"docker-runner: {exc}", file=sys.stderr)
         return 2
     log_format.configure(settings.log_level, settings.log_json)

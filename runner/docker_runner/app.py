@@ -10,12 +10,13 @@ import anyio
 from litestar import Litestar
 from litestar.di import Provide
 
+from . import workloads as one_shot
 from .auth import AuthMiddleware
 from .errors import exception_handlers
 from .observe import RequestObserver
 from .openapi import openapi_config, openapi_document
 from .reaper import reap_forever
-from .routes import archives, containers, exec, health, images, interactive, metrics, streams
+from .routes import archives, containers, exec, health, images, interactive, metrics, streams, workloads
 from .runtime import Runtime, provide_runtime
 from .settings import Settings
 
@@ -31,10 +32,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             background.start_soon(
                 reap_forever, runtime.engine, runtime.touches, settings.instance, settings.reaper_interval_ms / 1000
             )
+            await runtime.pools.start()
+            background.start_soon(runtime.pools.maintain_forever, settings.pool_maintenance_ms / 1000)
             try:
                 yield
             finally:
                 background.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await runtime.pools.close()
+                    await one_shot.shutdown(runtime.bench)
         runtime.engine.close()
 
     auth = AuthMiddleware(
@@ -57,6 +63,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *streams.ROUTES,
             *interactive.ROUTES,
             *metrics.ROUTES,
+            *workloads.ROUTES,
             openapi_document,
         ],
         middleware=[auth],

@@ -51,6 +51,21 @@ class _CachedProbe(Collector):
         yield family
 
 
+class _PoolGauges(Collector):
+    def __init__(self, gauges: Callable[[], list[tuple[str, dict[str, int]]]]) -> None:
+        self._gauges = gauges
+
+    def collect(self) -> Any:
+        families = {
+            name: GaugeMetricFamily(f"docker_runner_pool_{name}", f"Pooled containers: {name}", labels=["pool"])
+            for name in ("size", "idle", "in_use")
+        }
+        for pool, values in self._gauges():
+            for name, number in values.items():
+                families[name].add_metric([pool], number)
+        yield from families.values()
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -78,6 +93,21 @@ class Metrics:
             "docker_runner_engine_errors", "Engine failures by engine status", ["status"], registry=r
         )
         self.nonce_cache = Gauge("docker_runner_nonce_cache_entries", "Nonces remembered", registry=r)
+        self.pool_created = Counter("docker_runner_pool_created", "Pooled containers started", ["pool"], registry=r)
+        self.pool_destroyed = Counter("docker_runner_pool_destroyed", "Pooled containers removed", ["pool"], registry=r)
+        self.pool_health_failures = Counter(
+            "docker_runner_pool_health_failures", "Pooled containers found unhealthy", ["pool"], registry=r
+        )
+        self.pool_acquisitions = Counter(
+            "docker_runner_pool_acquisitions", "Runs that took a pooled container", ["pool"], registry=r
+        )
+        self.pool_acquire_seconds = Histogram(
+            "docker_runner_pool_acquire_wait_seconds",
+            "Time a run waited for a pooled container",
+            ["pool"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         info = Gauge("docker_runner_info", "The runner's version", ["version"], registry=r)
         info.labels(version=__version__).set(1)
         for stream in ("events", "logs"):
@@ -90,6 +120,10 @@ class Metrics:
             self.exec_kills.labels(reason=reason)
         for code in AUTH_FAILURE_CODES:
             self.auth_failures.labels(code=code)
+
+    def watch_pools(self, gauges: Callable[[], list[tuple[str, dict[str, int]]]]) -> None:
+        """Per-pool size, idle and in-use containers, read at scrape time."""
+        self.registry.register(_PoolGauges(gauges))
 
     def watch_engine(self, reachable: Callable[[], float | None], managed: Callable[[], float | None]) -> None:
         """Gauges read from the engine at scrape time (cached briefly)."""

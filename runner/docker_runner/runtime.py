@@ -13,10 +13,12 @@ from .engine import Engine
 from .errors import ApiError
 from .metrics import Metrics
 from .policy import CreateChecker, Policy, load_policy, sockets_for
+from .pool import PoolManager, load_pools
 from .reaper import TouchLog
 from .scope import Scope
 from .settings import Settings
 from .tickets import TicketBook
+from .workloads import Workbench
 
 
 @dataclass
@@ -29,6 +31,8 @@ class Runtime:
     scope: Scope
     tickets: TicketBook
     metrics: Metrics
+    pools: PoolManager
+    bench: Workbench
     touches: TouchLog = field(default_factory=TouchLog)
 
     @classmethod
@@ -42,15 +46,28 @@ class Runtime:
         nonces = NonceCache(settings.nonce_cache_size, settings.replay_window_ms)
         metrics.nonce_cache.set_function(lambda: len(nonces))
         metrics.watch_engine(engine.reachable, lambda: engine.managed_count(f"{MANAGED_LABEL}=true"))
+        checker = CreateChecker(policy, sockets_for(settings.docker_host))
+        pools = PoolManager(load_pools(settings.pools), engine, checker, settings.instance, metrics)
+        bench = Workbench(
+            engine=engine,
+            checker=checker,
+            pools=pools,
+            instance=settings.instance,
+            acquire_timeout_seconds=settings.pool_acquire_timeout_ms / 1000,
+            live=set(),
+            removals=set(),
+        )
         return cls(
             settings=settings,
             engine=engine,
             nonces=nonces,
             policy=policy,
-            checker=CreateChecker(policy, sockets_for(settings.docker_host)),
+            checker=checker,
             scope=Scope(engine, managed_only=not settings.scope_all),
             tickets=TicketBook(lambda: settings.secrets),
             metrics=metrics,
+            pools=pools,
+            bench=bench,
         )
 
     def secrets(self) -> tuple[str, ...]:

@@ -82,6 +82,11 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     ws_ping_interval_seconds: float = 20
     ws_ping_timeout_seconds: float = 20
+    pools: str | None = None
+    pool_acquire_timeout_ms: int = 10_000
+    pool_maintenance_ms: int = 5_000
+    test_cmd: str = "cd /testbed && sh run_tests.sh 2>&1"
+    max_patch_bytes: int = 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.shared_secret:
@@ -146,4 +151,9 @@ class Settings:
             ),
             ws_ping_interval_seconds=_int(env, "DOCKER_RUNNER_WS_PING_INTERVAL_S", 20, minimum=1),
             ws_ping_timeout_seconds=_int(env, "DOCKER_RUNNER_WS_PING_TIMEOUT_S", 20, minimum=1),
+            pools=env.get("DOCKER_RUNNER_POOLS", "").strip() or None,
+            pool_acquire_timeout_ms=_int(env, "DOCKER_RUNNER_POOL_ACQUIRE_TIMEOUT_MS", 10_000),
+            pool_maintenance_ms=_int(env, "DOCKER_RUNNER_POOL_MAINTENANCE_MS", 5_000, minimum=100),
+            test_cmd=env.get("DOCKER_RUNNER_TEST_CMD", "").strip() or "cd /testbed && sh run_tests.sh 2>&1",
+            max_patch_bytes=_int(env, "DOCKER_RUNNER_MAX_PATCH_BYTES", 1024 * 1024 * 1024, minimum=1),
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from typing import Annotated, Any
@@ -10,9 +9,9 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, post
 from litestar.params import JSONBody
-from litestar.types import Receive
 
 from ..container_spec import NonEmptyStr
+from ..disconnect import watch_disconnect
 from ..engine import APIClient
 from ..errors import ApiError, validation_error
 from ..exec_run import Canceller, Ending, ExecOutcome, ExecSpec, run_exec, shell_command
@@ -79,14 +78,6 @@ def _spec(body: ExecRunBody, max_output_ceiling: int) -> ExecSpec:
     )
 
 
-async def _cancel_on_disconnect(receive: Receive, canceller: Canceller) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            canceller.cancel()
-            return
-
-
 class ExecRunAnswer(msgspec.Struct, rename="camel"):
     stdout: str
     stderr: str
@@ -134,7 +125,7 @@ async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any],
         finally:
             canceller.close()
 
-    watcher = asyncio.ensure_future(_cancel_on_disconnect(request.receive, canceller))
+    watcher = watch_disconnect(request.receive)(canceller)
     try:
         outcome = await runtime.engine.run_stream(run, on_cancel=canceller.cancel)
     finally:

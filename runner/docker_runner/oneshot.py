@@ -1,0 +1,199 @@
+"""One-shot runs in a container whose main process waits on its stdin for the script (blocking).
+
+The container's main process is a tiny shell bootstrap: it reads one line (the base64 of the
+script), runs the script in a subshell with the rest of stdin as the script's stdin, then prints
+an exit marker with a per-run random token. Dispatching a run is then a write on an attach stream
+opened ahead of time: no exec, no container start on the hot path. A container runs one script
+and is thrown away, so no state leaks from one run to the next.
+
+The image needs ``sh`` and ``base64`` (busybox, coreutils).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import select
+import shlex
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .demux import STDERR, FrameDemuxer
+from .engine import APIClient
+from .exec_run import Canceller, raw_socket
+from .output_buffer import TailBuffer
+
+BOOTSTRAP = 'IFS= read -r line && eval "$(printf %s "$line" | base64 -d)"'
+READ_BYTES = 64 * 1024
+_MARKER = re.compile(rb"\n__docker_runner_exit_([0-9a-f]{32}):(\d+)\n")
+MARKER_RESERVE = 64  # bytes of stdout held back in case a marker is being cut
+
+
+def bootstrap_config(body: dict[str, Any]) -> dict[str, Any]:
+    """A create body whose main process is the bootstrap, with stdin attached once."""
+    return {
+        **body,
+        "Entrypoint": ["/bin/sh", "-c", BOOTSTRAP],
+        "Cmd": [],
+        "OpenStdin": True,
+        "StdinOnce": True,
+        "AttachStdin": True,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "Tty": False,
+    }
+
+
+def script_for(command: str | list[str], workdir: str | None) -> tuple[str, str]:
+    """(the script the bootstrap runs, the token of its exit marker)."""
+    token = uuid.uuid4().hex
+    line = command if isinstance(command, str) else shlex.join(command)
+    cd = f"cd {shlex.quote(workdir)} && " if workdir else ""
+    script = f"( {cd}{line}\n)\nprintf '\\n__docker_runner_exit_%s:%d\\n' {token} $?\n"
+    return script, token
+
+
+class Attached:
+    """The attach stream of a bootstrap container, opened before the run is known."""
+
+    def __init__(self, api: APIClient, container_id: str) -> None:
+        self.container_id = container_id
+        params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        self._stream: Any = api.attach_socket(container_id, params=params)
+        self.socket = raw_socket(self._stream)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        with contextlib.suppress(OSError):
+            self.socket.close()
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    truncated: bool
+    timed_out: bool
+    cancelled: bool
+    elapsed_ms: int
+
+
+class _Output:
+    """Demultiplexed output, with the exit marker taken out of stdout."""
+
+    def __init__(self, token: str, limit: int) -> None:
+        self._token = token.encode()
+        self._demuxer = FrameDemuxer()
+        self._held = b""  # stdout tail that might be the start of the marker
+        self.stdout = TailBuffer(limit)
+        self.stderr = TailBuffer(limit)
+        self.exit_code: int | None = None
+
+    def feed(self, data: bytes) -> None:
+        for stream, payload in self._demuxer.feed(data):
+            if stream == STDERR:
+                self.stderr.append(payload)
+            elif self.exit_code is None:
+                self._feed_stdout(payload)
+
+    def _feed_stdout(self, payload: bytes) -> None:
+        held = self._held + payload
+        for match in _MARKER.finditer(held):
+            if match.group(1) == self._token:
+                self.stdout.append(held[: match.start()])
+                self._held = b""
+                self.exit_code = int(match.group(2))
+                return
+        keep = min(len(held), MARKER_RESERVE)
+        self.stdout.append(held[: len(held) - keep])
+        self._held = held[len(held) - keep :]
+
+    def finish(self) -> None:
+        self.stdout.append(self._held)
+        self._held = b""
+
+
+def run(
+    attached: Attached,
+    script: str,
+    token: str,
+    stdin: bytes | None,
+    timeout_ms: int,
+    max_output_bytes: int,
+    cancel: Canceller,
+) -> RunResult:
+    """Send the script (and stdin) and read until the exit marker, a timeout or a cancel."""
+    started = time.monotonic()
+    deadline = started + timeout_ms / 1000 if timeout_ms > 0 else float("inf")
+    raw = attached.socket
+    raw.setblocking(True)
+    raw.sendall(base64.b64encode(script.encode()) + b"\n")
+    # the process may not read its input: written from here only while it keeps reading
+    pending = memoryview(stdin or b"")
+    raw.setblocking(False)
+    if not pending:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_WR)
+    output = _Output(token, max_output_bytes)
+    timed_out = cancelled = False
+    while output.exit_code is None:
+        wait = deadline - time.monotonic()
+        if wait <= 0:
+            timed_out = True
+            break
+        writers = [raw] if pending else []
+        readers: list[socket.socket | int] = [raw, cancel.fileno()]
+        readable, writable, _ = select.select(readers, writers, [], None if wait == float("inf") else wait)
+        if cancel.fileno() in readable:
+            cancelled = True
+            break
+        if writable:
+            pending = _write_some(raw, pending)
+        if raw in readable:
+            data = _read_some(raw)
+            if data == b"":
+                break  # the container ended without a marker: it was killed, or died
+            if data:
+                output.feed(data)
+    output.finish()
+    return RunResult(
+        exit_code=output.exit_code,
+        stdout=output.stdout.text(),
+        stderr=output.stderr.text(),
+        truncated=output.stdout.truncated or output.stderr.truncated,
+        timed_out=timed_out,
+        cancelled=cancelled,
+        elapsed_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def _write_some(raw: socket.socket, pending: memoryview) -> memoryview:
+    try:
+        sent = raw.send(pending[:READ_BYTES])
+    except (BlockingIOError, InterruptedError):
+        return pending
+    except OSError:
+        return memoryview(b"")  # the script ended without reading its input
+    pending = pending[sent:]
+    if not pending:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_WR)
+    return pending
+
+
+def _read_some(raw: socket.socket) -> bytes | None:
+    """Bytes read; b"" at the end of the stream; None when nothing was there after all."""
+    try:
+        return raw.recv(READ_BYTES)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""

@@ -1,0 +1,351 @@
+"""Pools of pre-warmed bootstrap containers, one pool per configured image.
+
+Each pool keeps ``min`` containers started, attached and idle, never more than ``max`` in all.
+A run takes an idle one (or waits, up to a deadline, then 503 ``pool_exhausted``); a used
+container is never handed out again: it is destroyed in the background and replaced. A
+maintenance round replaces the unhealthy (health command fails, or the container died) and the
+over-age, lets idle extras beyond ``min`` go after ``idleTtlMs``, and tops the pool up to ``min``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import yaml
+
+from . import oneshot
+from .container_spec import ContainerOpts, build_create_body
+from .engine import APIClient, Engine, remove_if_present
+from .errors import ApiError
+from .metrics import Metrics
+from .policy import CreateChecker
+
+log = logging.getLogger("docker_runner.pool")
+
+POOL_LABEL = "dev.docker-runner.pool"
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class PoolError(ValueError):
+    """DOCKER_RUNNER_POOLS cannot be used; the message says why."""
+
+
+class PoolConfig(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    image: Annotated[str, msgspec.Meta(min_length=1)]
+    min: NonNegative = 1
+    max: Positive = 4
+    max_age_ms: Positive = 3_600_000
+    idle_ttl_ms: Positive = 600_000
+    health_cmd: str | list[str] = "true"
+    container_opts: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.min > self.max:
+            raise ValueError(f"pool {self.image}: min ({self.min}) is above max ({self.max})")
+
+    def opts(self) -> ContainerOpts:
+        return msgspec.convert({**self.container_opts, "image": self.image, "autoRemove": False}, ContainerOpts)
+
+
+def load_pools(raw: str | None) -> list[PoolConfig]:
+    """``DOCKER_RUNNER_POOLS``: a JSON list of pools, or the path of a JSON or YAML file holding one."""
+    if raw is None or not raw.strip():
+        return []
+    text = raw
+    if not raw.lstrip().startswith(("[", "{")):
+        try:
+            text = Path(raw.strip()).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PoolError(f"DOCKER_RUNNER_POOLS: cannot read {raw.strip()}: {exc}") from exc
+    try:
+        document = yaml.safe_load(text)
+        if isinstance(document, dict):
+            document = document.get("pools", [])
+        pools = msgspec.convert(document, list[PoolConfig])
+    except (yaml.YAMLError, msgspec.ValidationError, ValueError) as exc:
+        raise PoolError(f"DOCKER_RUNNER_POOLS: {exc}") from exc
+    images = [pool.image for pool in pools]
+    if len(set(images)) != len(images):
+        raise PoolError("DOCKER_RUNNER_POOLS: one pool per image")
+    for pool in pools:
+        try:
+            pool.opts()
+        except msgspec.ValidationError as exc:
+            raise PoolError(f"DOCKER_RUNNER_POOLS: pool {pool.image}: containerOpts: {exc}") from exc
+    return pools
+
+
+def pool_exhausted(image: str, waited_ms: int) -> ApiError:
+    return ApiError(
+        503, "pool_exhausted", f"No container of the {image} pool became free within {waited_ms} ms", retryable=True
+    )
+
+
+@dataclass
+class Pooled:
+    container_id: str
+    attached: oneshot.Attached
+    created_at: float = field(default_factory=time.monotonic)
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class PoolCounters:
+    created: int = 0
+    destroyed: int = 0
+    health_failures: int = 0
+    acquisitions: int = 0
+    acquire_wait_ms_total: float = 0.0
+
+
+class Pool:
+    def __init__(
+        self, config: PoolConfig, engine: Engine, checker: CreateChecker, instance: str, metrics: Metrics
+    ) -> None:
+        self.config = config
+        self._engine = engine
+        self._checker = checker
+        self._instance = instance
+        self._metrics = metrics
+        self._idle: deque[Pooled] = deque()
+        self._live: dict[str, Pooled] = {}  # every container of the pool, whatever it is doing
+        self._in_use = 0
+        self._creating = 0
+        self._checking = 0
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.counters = PoolCounters()
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return len(self._idle) + self._in_use + self._creating + self._checking
+
+    def stats(self) -> dict[str, Any]:
+        acquisitions = self.counters.acquisitions
+        return {
+            "image": self.config.image,
+            "min": self.config.min,
+            "max": self.config.max,
+            "size": self.size,
+            "idle": len(self._idle),
+            "inUse": self._in_use,
+            "creating": self._creating,
+            "created": self.counters.created,
+            "destroyed": self.counters.destroyed,
+            "healthFailures": self.counters.health_failures,
+            "acquisitions": acquisitions,
+            "acquireWaitMsAvg": round(self.counters.acquire_wait_ms_total / acquisitions, 1) if acquisitions else 0.0,
+        }
+
+    def _body(self) -> dict[str, Any]:
+        body = oneshot.bootstrap_config(build_create_body(self.config.opts(), self._instance))
+        body["Labels"] = {**body["Labels"], POOL_LABEL: self.config.image}
+        return self._checker.check(body)
+
+    def _spawn(self, work: Callable[[], Any]) -> None:
+        task = asyncio.ensure_future(work())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _create(self) -> None:
+        """One more warm container, counted as creating until it is idle."""
+        self._creating += 1
+        try:
+            pooled = await self._engine.run(lambda api: _start_attached(api, self._body()))
+        except ApiError as error:
+            log.warning("pool %s: could not start a container: %s", self.config.image, error.message)
+            await asyncio.sleep(1)  # an engine or policy failure: do not spin
+            return
+        finally:
+            self._creating -= 1
+        self.counters.created += 1
+        self._metrics.pool_created.labels(pool=self.config.image).inc()
+        self._live[pooled.container_id] = pooled
+        async with self._changed:
+            if self._closed:
+                self._spawn(lambda: self._destroy(pooled))
+                return
+            self._idle.append(pooled)
+            self._changed.notify_all()
+
+    def top_up(self) -> None:
+        """Start creating containers until ``min`` are idle or coming, within ``max``."""
+        if self._closed:
+            return
+        missing = self.config.min - len(self._idle) - self._creating
+        room = self.config.max - self.size
+        for _ in range(max(0, min(missing, room))):
+            self._spawn(self._create)
+
+    async def _destroy(self, pooled: Pooled) -> None:
+        if self._live.pop(pooled.container_id, None) is None:
+            return  # already on its way out
+        pooled.attached.close()
+        try:
+            await self._engine.run(lambda api: remove_if_present(api, pooled.container_id))
+        except ApiError as error:
+            log.warning("pool %s: could not remove %s: %s", self.config.image, pooled.container_id[:12], error.message)
+        self.counters.destroyed += 1
+        self._metrics.pool_destroyed.labels(pool=self.config.image).inc()
+
+    async def acquire(self, timeout_seconds: float) -> Pooled:
+        """An idle container (never used before), or 503 pool_exhausted after ``timeout_seconds``."""
+        started = time.monotonic()
+        async with self._changed:
+            while not self._idle:
+                if self.size < self.config.max and self._creating == 0:
+                    self._spawn(self._create)  # on demand, within max
+                remaining = timeout_seconds - (time.monotonic() - started)
+                if remaining <= 0 or self._closed:
+                    raise pool_exhausted(self.config.image, int(timeout_seconds * 1000))
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    continue
+            pooled = self._idle.popleft()
+            self._in_use += 1
+        waited = time.monotonic() - started
+        self.counters.acquisitions += 1
+        self.counters.acquire_wait_ms_total += waited * 1000
+        self._metrics.pool_acquisitions.labels(pool=self.config.image).inc()
+        self._metrics.pool_acquire_seconds.labels(pool=self.config.image).observe(waited)
+        self.top_up()
+        return pooled
+
+    def release(self, pooled: Pooled) -> None:
+        """A used container: destroyed in the background, and replaced."""
+        self._in_use -= 1
+        self._spawn(lambda: self._after_use(pooled))
+
+    async def _after_use(self, pooled: Pooled) -> None:
+        await self._destroy(pooled)
+        async with self._changed:
+            self._changed.notify_all()  # room under max for a waiting acquire
+        self.top_up()
+
+    async def maintain(self) -> None:
+        """One round: check the idle containers, replace what failed or aged, top up to min."""
+        now = time.monotonic()
+        async with self._changed:
+            checking = list(self._idle)
+            self._idle.clear()
+            self._checking += len(checking)
+        keep: list[Pooled] = []
+        for pooled in checking:
+            try:
+                reason = await self._unfit(pooled, now, len(keep))
+            finally:
+                self._checking -= 1
+            if reason is None:
+                keep.append(pooled)
+                continue
+            log.info("pool %s: replacing %s (%s)", self.config.image, pooled.container_id[:12], reason)
+            self._spawn(lambda pooled=pooled: self._destroy(pooled))  # type: ignore[misc]
+        async with self._changed:
+            self._idle.extendleft(reversed(keep))
+            self._changed.notify_all()
+        self.top_up()
+
+    async def _unfit(self, pooled: Pooled, now: float, kept: int) -> str | None:
+        if now - pooled.created_at > self.config.max_age_ms / 1000:
+            return "over age"
+        if kept >= self.config.min and now - pooled.idle_since > self.config.idle_ttl_ms / 1000:
+            return "idle past its TTL"
+        healthy = await self._engine.run(lambda api: _healthy(api, pooled.container_id, self.config.health_cmd))
+        if not healthy:
+            self.counters.health_failures += 1
+            self._metrics.pool_health_failures.labels(pool=self.config.image).inc()
+            return "unhealthy"
+        return None
+
+    async def close(self) -> None:
+        """Remove every container of the pool, idle, in a health check or in use alike (shutdown)."""
+        async with self._changed:
+            self._closed = True
+            self._idle.clear()
+            self._changed.notify_all()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=30)  # creations in flight end up in _live
+        await asyncio.gather(*(self._destroy(pooled) for pooled in list(self._live.values())), return_exceptions=True)
+
+    def gauges(self) -> Iterator[tuple[str, int]]:
+        yield "size", self.size
+        yield "idle", len(self._idle)
+        yield "in_use", self._in_use
+
+
+def _start_attached(api: APIClient, body: dict[str, Any]) -> Pooled:
+    created = api.create_container_from_config(body)
+    container_id = str(created["Id"])
+    try:
+        api.start(container_id)
+        return Pooled(container_id, oneshot.Attached(api, container_id))
+    except BaseException:
+        remove_if_present(api, container_id)
+        raise
+
+
+def _healthy(api: APIClient, container_id: str, health_cmd: str | list[str]) -> bool:
+    state = api.inspect_container(container_id).get("State") or {}
+    if not state.get("Running"):
+        return False
+    command = ["/bin/sh", "-c", health_cmd] if isinstance(health_cmd, str) else list(health_cmd)
+    created = api.exec_create(container_id, command)
+    api.exec_start(created["Id"])
+    return api.exec_inspect(created["Id"]).get("ExitCode") == 0
+
+
+class PoolManager:
+    """Every configured pool: warmed at start, maintained in the background, emptied at shutdown."""
+
+    def __init__(
+        self, configs: list[PoolConfig], engine: Engine, checker: CreateChecker, instance: str, metrics: Metrics
+    ) -> None:
+        self._engine = engine
+        self._instance = instance
+        self.pools = {config.image: Pool(config, engine, checker, instance, metrics) for config in configs}
+        metrics.watch_pools(lambda: [(image, dict(pool.gauges())) for image, pool in self.pools.items()])
+
+    def get(self, image: str) -> Pool | None:
+        return self.pools.get(image)
+
+    async def start(self) -> None:
+        """Remove what an earlier process of this runner left in its pools, then warm them."""
+        if not self.pools:
+            return
+        filters = {"label": [POOL_LABEL, f"dev.docker-runner.instance={self._instance}"]}
+        try:
+            leftovers = await self._engine.run(lambda api: api.containers(all=True, quiet=True, filters=filters))
+            for item in leftovers:
+                await self._engine.run(lambda api, cid=str(item["Id"]): remove_if_present(api, cid))  # type: ignore[misc]
+            if leftovers:
+                log.info("removed %d pooled containers left by an earlier process", len(leftovers))
+        except ApiError as error:
+            log.warning("could not sweep old pooled containers: %s", error.message)
+        for pool in self.pools.values():
+            pool.top_up()
+
+    async def maintain_forever(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            for pool in self.pools.values():
+                try:
+                    await pool.maintain()
+                except Exception:
+                    log.warning("pool %s: maintenance failed", pool.config.image, exc_info=True)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()), return_exceptions=True)
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [pool.stats() for pool in self.pools.values()]
