@@ -39,6 +39,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/exec_overhead.py
+	$(BIN)/python bench/streams.py
+	$(BIN)/python bench/pool.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

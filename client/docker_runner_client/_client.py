@@ -29,6 +29,7 @@ from ._models import (
     ExecOptions,
     ExecResult,
     LogChunk,
+    PoolStats,
     RunResult,
     StartedContainer,
     TestResult,
@@ -443,7 +444,7 @@ class HttpDockerRunnerClient:
         )
         return self._run(route)
 
-    def pools(self) -> list[dict[str, Any]]:
+    def pools(self) -> list[PoolStats]:
         """Per-pool figures: size, idle, in use, created, destroyed, health failures, acquisitions."""
         return self._run(routes.pools())
 
@@ -693,7 +694,7 @@ class AsyncHttpDockerRunnerClient:
         )
         return await self._run(route)
 
-    async def pools(self) -> list[dict[str, Any]]:
+    async def pools(self) -> list[PoolStats]:
         """Per-pool figures: size, idle, in use, created, destroyed, health failures, acquisitions."""
         return await self._run(routes.pools())
 

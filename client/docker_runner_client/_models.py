@@ -203,6 +203,41 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class PoolStats:
+    """One pool of pre-warmed containers, as ``GET /v1/pools`` reports it."""
+
+    image: str
+    min: int
+    max: int
+    size: int
+    idle: int
+    in_use: int
+    creating: int
+    created: int
+    destroyed: int
+    health_failures: int
+    acquisitions: int
+    acquire_wait_ms_avg: float
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> PoolStats:
+        return cls(
+            image=str(body["image"]),
+            min=int(body.get("min", 0)),
+            max=int(body.get("max", 0)),
+            size=int(body.get("size", 0)),
+            idle=int(body.get("idle", 0)),
+            in_use=int(body.get("inUse", 0)),
+            creating=int(body.get("creating", 0)),
+            created=int(body.get("created", 0)),
+            destroyed=int(body.get("destroyed", 0)),
+            health_failures=int(body.get("healthFailures", 0)),
+            acquisitions=int(body.get("acquisitions", 0)),
+            acquire_wait_ms_avg=float(body.get("acquireWaitMsAvg", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
 class TestResult:
     """A test run: ``exit_code`` is None when the tests ran past their timeout."""
 

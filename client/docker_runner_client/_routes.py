@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from ._models import ContainerOpts, ExecOptions, ExecResult, RunResult, StartedContainer, TestResult, Ticket
+from ._models import ContainerOpts, ExecOptions, ExecResult, PoolStats, RunResult, StartedContainer, TestResult, Ticket
 
 T = TypeVar("T")
 
@@ -285,8 +285,11 @@ def run_tests(
     return Route(call, lambda response: TestResult.from_json(_json_object(response)))
 
 
-def pools() -> Route[list[dict[str, Any]]]:
-    return Route(Call("GET", "/v1/pools"), lambda response: list(_json_object(response)["pools"]))
+def pools() -> Route[list[PoolStats]]:
+    def parse(response: httpx.Response) -> list[PoolStats]:
+        return [PoolStats.from_json(item) for item in _json_object(response)["pools"]]
+
+    return Route(Call("GET", "/v1/pools"), parse)
 
 
 def resize_exec(exec_id: str, cols: int, rows: int) -> Route[None]:

@@ -85,12 +85,16 @@ def tar_of_files(files: Mapping[str, bytes], field: str, root: str = "/") -> IO[
     checked like a patch entry."""
     prefix = posixpath.normpath("/" + root).lstrip("/")
     out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
-    with tarfile.open(fileobj=out, mode="w|") as archive:
-        for path, content in files.items():
-            info = tarfile.TarInfo(posixpath.join(prefix, check_relative(field, path)))
-            info.size = len(content)
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(content))
+    try:
+        with tarfile.open(fileobj=out, mode="w|") as archive:
+            for path, content in files.items():
+                info = tarfile.TarInfo(posixpath.join(prefix, check_relative(field, path)))
+                info.size = len(content)
+                info.mode = 0o644
+                archive.addfile(info, io.BytesIO(content))
+    except BaseException:
+        out.close()
+        raise
     out.seek(0)
     return out
 

@@ -31,6 +31,7 @@ from .policy import CreateChecker
 log = logging.getLogger("docker_runner.pool")
 
 POOL_LABEL = "dev.docker-runner.pool"
+CLOSE_WAIT_SECONDS = 30
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 
@@ -120,15 +121,18 @@ class Pool:
         self._live: dict[str, Pooled] = {}  # every container of the pool, whatever it is doing
         self._in_use = 0
         self._creating = 0
-        self._checking = 0
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters = PoolCounters()
         self._closed = False
+        for counter in (metrics.pool_created, metrics.pool_destroyed, metrics.pool_health_failures):
+            counter.labels(pool=config.image)  # a series at 0 from the start, so rates show no gap
+        metrics.pool_acquisitions.labels(pool=config.image)
+        metrics.pool_acquire_seconds.labels(pool=config.image)
 
     @property
     def size(self) -> int:
-        return len(self._idle) + self._in_use + self._creating + self._checking
+        return len(self._idle) + self._in_use + self._creating
 
     def stats(self) -> dict[str, Any]:
         acquisitions = self.counters.acquisitions
@@ -172,11 +176,11 @@ class Pool:
         self._metrics.pool_created.labels(pool=self.config.image).inc()
         self._live[pooled.container_id] = pooled
         async with self._changed:
-            if self._closed:
-                self._spawn(lambda: self._destroy(pooled))
+            if not self._closed:
+                self._idle.append(pooled)
+                self._changed.notify_all()
                 return
-            self._idle.append(pooled)
-            self._changed.notify_all()
+        await self._destroy(pooled)  # born after shutdown began
 
     def top_up(self) -> None:
         """Start creating containers until ``min`` are idle or coming, within ``max``."""
@@ -199,8 +203,32 @@ class Pool:
         self._metrics.pool_destroyed.labels(pool=self.config.image).inc()
 
     async def acquire(self, timeout_seconds: float) -> Pooled:
-        """An idle container (never used before), or 503 pool_exhausted after ``timeout_seconds``."""
+        """An idle, running container never used before, or 503 pool_exhausted after ``timeout_seconds``.
+
+        One that died since its last health check (killed behind the pool's back) is replaced, not handed out.
+        """
         started = time.monotonic()
+        while True:
+            pooled = await self._take(started, timeout_seconds)
+            if await self._alive(pooled):
+                break
+            self._count_health_failure()
+            self.release(pooled)
+        waited = time.monotonic() - started
+        self.counters.acquisitions += 1
+        self.counters.acquire_wait_ms_total += waited * 1000
+        self._metrics.pool_acquisitions.labels(pool=self.config.image).inc()
+        self._metrics.pool_acquire_seconds.labels(pool=self.config.image).observe(waited)
+        self.top_up()
+        return pooled
+
+    async def _alive(self, pooled: Pooled) -> bool:
+        try:
+            return await self._engine.run(lambda api: _running(api, pooled.container_id))
+        except ApiError:
+            return False  # gone, or the engine refused: either way not to be trusted with a run
+
+    async def _take(self, started: float, timeout_seconds: float) -> Pooled:
         async with self._changed:
             while not self._idle:
                 if self.size < self.config.max and self._creating == 0:
@@ -212,15 +240,12 @@ class Pool:
                     await asyncio.wait_for(self._changed.wait(), remaining)
                 except TimeoutError:
                     continue
-            pooled = self._idle.popleft()
             self._in_use += 1
-        waited = time.monotonic() - started
-        self.counters.acquisitions += 1
-        self.counters.acquire_wait_ms_total += waited * 1000
-        self._metrics.pool_acquisitions.labels(pool=self.config.image).inc()
-        self._metrics.pool_acquire_seconds.labels(pool=self.config.image).observe(waited)
-        self.top_up()
-        return pooled
+            return self._idle.popleft()
+
+    def _count_health_failure(self) -> None:
+        self.counters.health_failures += 1
+        self._metrics.pool_health_failures.labels(pool=self.config.image).inc()
 
     def release(self, pooled: Pooled) -> None:
         """A used container: destroyed in the background, and replaced."""
@@ -234,39 +259,47 @@ class Pool:
         self.top_up()
 
     async def maintain(self) -> None:
-        """One round: check the idle containers, replace what failed or aged, top up to min."""
+        """One round: check the idle containers, replace what failed or aged, top up to min.
+
+        The containers stay idle while they are checked, so a run arriving meanwhile is not kept
+        waiting; one taken during its check is simply not replaced.
+        """
         now = time.monotonic()
+        candidates = list(self._idle)
+        reasons: list[str | None] = []
+        kept = 0
+        for pooled in candidates:
+            reason = self._expired(pooled, now, kept)
+            kept += reason is None
+            reasons.append(reason)
+        checks = [self._health(pooled) for pooled, reason in zip(candidates, reasons, strict=True) if reason is None]
+        health = iter(await asyncio.gather(*checks))
+        reasons = [reason if reason is not None else next(health) for reason in reasons]
         async with self._changed:
-            checking = list(self._idle)
-            self._idle.clear()
-            self._checking += len(checking)
-        keep: list[Pooled] = []
-        for pooled in checking:
-            try:
-                reason = await self._unfit(pooled, now, len(keep))
-            finally:
-                self._checking -= 1
-            if reason is None:
-                keep.append(pooled)
-                continue
-            log.info("pool %s: replacing %s (%s)", self.config.image, pooled.container_id[:12], reason)
-            self._spawn(lambda pooled=pooled: self._destroy(pooled))  # type: ignore[misc]
-        async with self._changed:
-            self._idle.extendleft(reversed(keep))
-            self._changed.notify_all()
+            for pooled, reason in zip(candidates, reasons, strict=True):
+                if reason is None or pooled not in self._idle:
+                    continue
+                self._idle.remove(pooled)
+                log.info("pool %s: replacing %s (%s)", self.config.image, pooled.container_id[:12], reason)
+                self._spawn(lambda pooled=pooled: self._destroy(pooled))  # type: ignore[misc]
         self.top_up()
 
-    async def _unfit(self, pooled: Pooled, now: float, kept: int) -> str | None:
+    def _expired(self, pooled: Pooled, now: float, kept: int) -> str | None:
         if now - pooled.created_at > self.config.max_age_ms / 1000:
             return "over age"
         if kept >= self.config.min and now - pooled.idle_since > self.config.idle_ttl_ms / 1000:
             return "idle past its TTL"
-        healthy = await self._engine.run(lambda api: _healthy(api, pooled.container_id, self.config.health_cmd))
-        if not healthy:
-            self.counters.health_failures += 1
-            self._metrics.pool_health_failures.labels(pool=self.config.image).inc()
-            return "unhealthy"
         return None
+
+    async def _health(self, pooled: Pooled) -> str | None:
+        try:
+            healthy = await self._engine.run(lambda api: _healthy(api, pooled.container_id, self.config.health_cmd))
+        except ApiError:
+            healthy = False  # gone, or the engine refused: either way it cannot be trusted with a run
+        if healthy:
+            return None
+        self._count_health_failure()
+        return "unhealthy"
 
     async def close(self) -> None:
         """Remove every container of the pool, idle, in a health check or in use alike (shutdown)."""
@@ -274,8 +307,9 @@ class Pool:
             self._closed = True
             self._idle.clear()
             self._changed.notify_all()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=30)  # creations in flight end up in _live
+        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+        while self._tasks and time.monotonic() < deadline:  # creations and removals in flight
+            await asyncio.wait(list(self._tasks), timeout=deadline - time.monotonic())
         await asyncio.gather(*(self._destroy(pooled) for pooled in list(self._live.values())), return_exceptions=True)
 
     def gauges(self) -> Iterator[tuple[str, int]]:
@@ -295,9 +329,13 @@ def _start_attached(api: APIClient, body: dict[str, Any]) -> Pooled:
         raise
 
 
-def _healthy(api: APIClient, container_id: str, health_cmd: str | list[str]) -> bool:
+def _running(api: APIClient, container_id: str) -> bool:
     state = api.inspect_container(container_id).get("State") or {}
-    if not state.get("Running"):
+    return bool(state.get("Running")) and not state.get("Paused")
+
+
+def _healthy(api: APIClient, container_id: str, health_cmd: str | list[str]) -> bool:
+    if not _running(api, container_id):
         return False
     command = ["/bin/sh", "-c", health_cmd] if isinstance(health_cmd, str) else list(health_cmd)
     created = api.exec_create(container_id, command)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -138,5 +139,6 @@ async def shutdown(bench: Workbench) -> None:
     for container_id in list(bench.live):
         with contextlib.suppress(ApiError):
             await bench.engine.run(lambda api, cid=container_id: remove_if_present(api, cid))  # type: ignore[misc]
-    if bench.removals:
-        await asyncio.wait(list(bench.removals), timeout=30)
+    deadline = time.monotonic() + 30
+    while bench.removals and time.monotonic() < deadline:  # a run ending meanwhile adds its own
+        await asyncio.wait(list(bench.removals), timeout=deadline - time.monotonic())

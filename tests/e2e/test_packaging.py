@@ -326,7 +326,7 @@ def test_every_dashboard_query_has_data(docker_api: docker.APIClient) -> None:
     binary = require_tool("prometheus", "prometheus")
     expressions = dashboard_expressions(json.loads(DASHBOARD.read_text(encoding="utf-8")))
     assert expressions
-    settings = make_settings()
+    settings = make_settings(pools=json.dumps([{"image": TEST_IMAGE, "min": 1, "max": 2}]))
     case = f"packaging-{uuid.uuid4().hex[:8]}"
     with (
         running_runner(settings) as server,
@@ -359,6 +359,7 @@ def test_every_dashboard_query_has_data(docker_api: docker.APIClient) -> None:
                 _hold_until(query, 'docker_runner_sse_subscribers{stream="events"} >= 1', "a scrape of the SSE stream")
                 for _ in range(3):
                     assert client.exec_run(box.container_id, "echo hi").stdout == "hi\n"
+                assert client.run(TEST_IMAGE, "echo pooled").pooled  # the Pools row
                 with pytest.raises(ExecTimeout):
                     client.exec_run(box.container_id, "sleep 5", ExecOptions(timeout_ms=300))
                 with (

@@ -111,6 +111,27 @@ def test_hostile_tars_are_refused_before_any_container(
     assert not _instance_containers(docker_api, runner)
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"files": {"../escape": "eA=="}}, "files"),
+        ({"files": {"ok.txt": "eA=="}, "maxOutputBytes": 1 << 60}, "maxOutputBytes"),
+        ({"files": {"ok.txt": "not base64!"}}, "files.ok.txt"),
+        ({"stdin": "not base64!"}, "stdin"),
+    ],
+)
+def test_bad_one_shot_runs_are_400_before_any_container(
+    runner: RunningServer, docker_api: docker.APIClient, changes: dict[str, object], field: str
+) -> None:
+    """(With files already turned into a tar when a later field fails: nothing of it may leak.)"""
+    body = {"image": TEST_IMAGE, "command": "true", **changes}
+    response = signed_request(runner.url, "POST", "/v1/run", json_body=body)
+    error = error_of(response)
+    assert (response.status_code, error["code"]) == (400, "validation_error")
+    assert error["details"]["field"].startswith(field), error
+    assert not _instance_containers(docker_api, runner)
+
+
 def test_oversized_and_broken_archives(docker_api: docker.APIClient) -> None:
     with running_runner(make_settings(max_patch_bytes=1000)) as server:
         big = _tar(lambda a: a.addfile(_member("big", data=b"x" * 2000), io.BytesIO(b"x" * 2000)))

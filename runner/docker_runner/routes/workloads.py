@@ -88,9 +88,9 @@ async def run_once(data: JSONBody[RunBody], request: Request[Any, Any, Any], run
     stdin = None if data.stdin is None else _b64("stdin", data.stdin)
     files = {path: _b64(f"files.{path}", content) for path, content in (data.files or {}).items()}
     workdir = data.workdir or "/"
-    tar = tar_of_files(files, "files", root=workdir) if files else None
     max_output = _max_output(runtime, data.max_output_bytes)
     script, token = oneshot.script_for(data.command, data.workdir)
+    tar = tar_of_files(files, "files", root=workdir) if files else None  # closed below, whatever happens
     try:
         async with one_use_container(runtime.bench, data.image, data.timeout_ms or 0) as (container, pooled):
             note(request.scope, containerId=container.container_id)
