@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         ws_ping_interval=settings.ws_ping_interval_seconds,
         ws_ping_timeout=settings.ws_ping_timeout_seconds,
+        ws_per_message_deflate=settings.ws_compression,
         access_log=False,  # the runner logs each request itself, without raw paths (tickets)
         log_config=None,  # uvicorn's own loggers go through the runner's format
         lifespan="on",

@@ -82,6 +82,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     ws_ping_interval_seconds: float = 20
     ws_ping_timeout_seconds: float = 20
+    ws_compression: bool = False
     pools: str | None = None
     pool_acquire_timeout_ms: int = 10_000
     pool_maintenance_ms: int = 5_000
@@ -151,6 +152,7 @@ class Settings:
             ),
             ws_ping_interval_seconds=_int(env, "DOCKER_RUNNER_WS_PING_INTERVAL_S", 20, minimum=1),
             ws_ping_timeout_seconds=_int(env, "DOCKER_RUNNER_WS_PING_TIMEOUT_S", 20, minimum=1),
+            ws_compression=_bool(env, "DOCKER_RUNNER_WS_COMPRESSION", False),
             pools=env.get("DOCKER_RUNNER_POOLS", "").strip() or None,
             pool_acquire_timeout_ms=_int(env, "DOCKER_RUNNER_POOL_ACQUIRE_TIMEOUT_MS", 10_000),
             pool_maintenance_ms=_int(env, "DOCKER_RUNNER_POOL_MAINTENANCE_MS", 5_000, minimum=100),

@@ -223,3 +223,16 @@ def test_foreign_origin_is_refused(container: StartedContainer) -> None:
             status = refused.value.response.status_code
             body = json.loads(refused.value.response.body or b"")
             assert (status, body["error"]["code"]) == (403, "origin_not_allowed")
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_compression_is_offered_only_when_configured(container: StartedContainer, enabled: bool) -> None:
+    """permessage-deflate costs more CPU than base64 output saves on a fast link: off unless asked for."""
+    with running_runner(make_settings(ws_compression=enabled)) as server:
+        target = f"{WS_PATH}?containerId={container.container_id}&command=true"
+        headers = sign_headers(TEST_SECRET, "GET", target, b"", str(int(time.time() * 1000)), str(uuid.uuid4()))
+        with connect(server.url.replace("http", "ws") + target, additional_headers=headers) as raw:
+            assert json.loads(raw.recv(timeout=10))["type"] == "ready"
+            assert raw.response is not None
+            extensions = raw.response.headers.get("Sec-WebSocket-Extensions") or ""
+            assert ("permessage-deflate" in extensions) is enabled

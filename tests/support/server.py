@@ -43,6 +43,7 @@ class RunningServer:
                 timeout_graceful_shutdown=settings.shutdown_grace_seconds,
                 ws_ping_interval=settings.ws_ping_interval_seconds,
                 ws_ping_timeout=settings.ws_ping_timeout_seconds,
+                ws_per_message_deflate=settings.ws_compression,
             )
         )
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -62,7 +62,12 @@ class Relay:
 
     async def _output(self, stream: str, data: bytes) -> None:
         self._tails[stream].append(data)
-        await self._send({"type": stream, "data": _b64(data)})
+        # the hot path of a flood: the frame is spelled out, not json.dumps'd (base64 needs no escaping)
+        frame = f'{{"type":"{stream}","data":"{_b64(data)}"}}'
+        try:
+            await self._socket.send_text(frame)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise _ClientGone from exc
 
     async def pump_output(self) -> None:
         while (chunk := await self._session.output.receive()) is not None:
