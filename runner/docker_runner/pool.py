@@ -165,7 +165,7 @@ class Pool:
         """One more warm container, counted as creating until it is idle."""
         self._creating += 1
         try:
-            pooled = await self._engine.run(lambda api: _start_attached(api, self._body()))
+            pooled = await self._engine.run(lambda api: start_attached(api, self._body()))
         except ApiError as error:
             log.warning("pool %s: could not start a container: %s", self.config.image, error.message)
             await asyncio.sleep(1)  # an engine or policy failure: do not spin
@@ -318,7 +318,8 @@ class Pool:
         yield "in_use", self._in_use
 
 
-def _start_attached(api: APIClient, body: dict[str, Any]) -> Pooled:
+def start_attached(api: APIClient, body: dict[str, Any]) -> Pooled:
+    """Create and start a bootstrap container and attach to it (removed again if that fails)."""
     created = api.create_container_from_config(body)
     container_id = str(created["Id"])
     try:

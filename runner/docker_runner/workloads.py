@@ -17,7 +17,7 @@ from .engine import APIClient, Engine, remove_if_present
 from .errors import ApiError
 from .exec_run import Canceller
 from .policy import CreateChecker
-from .pool import Pool, Pooled, PoolManager
+from .pool import Pool, Pooled, PoolManager, start_attached
 
 log = logging.getLogger("docker_runner.workloads")
 
@@ -46,17 +46,6 @@ def _fresh_body(bench: Workbench, image: str, timeout_ms: int) -> dict[str, Any]
     return bench.checker.check(body)
 
 
-def _start_fresh(api: APIClient, body: dict[str, Any]) -> Pooled:
-    created = api.create_container_from_config(body)
-    container_id = str(created["Id"])
-    try:
-        api.start(container_id)
-        return Pooled(container_id, oneshot.Attached(api, container_id))
-    except BaseException:
-        remove_if_present(api, container_id)
-        raise
-
-
 @contextlib.asynccontextmanager
 async def one_use_container(bench: Workbench, image: str, timeout_ms: int) -> AsyncIterator[tuple[Pooled, bool]]:
     """A started, attached container used once: (it, pooled?). Gone afterwards, in the background."""
@@ -65,7 +54,7 @@ async def one_use_container(bench: Workbench, image: str, timeout_ms: int) -> As
         container = await pool.acquire(bench.acquire_timeout_seconds)
     else:
         body = _fresh_body(bench, image, timeout_ms)
-        container = await bench.engine.run(lambda api: _start_fresh(api, body))
+        container = await bench.engine.run(lambda api: start_attached(api, body))
     bench.live.add(container.container_id)
     try:
         yield container, pool is not None
