@@ -16,7 +16,7 @@ from .errors import exception_handlers
 from .observe import RequestObserver
 from .openapi import openapi_config, openapi_document
 from .reaper import reap_forever
-from .routes import archives, containers, exec, health, images, interactive, metrics, streams, workloads
+from .routes import archives, containers, exec, health, images, interactive, jobs, metrics, streams, workloads
 from .runtime import Runtime, provide_runtime
 from .settings import Settings
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
                 reap_forever, runtime.engine, runtime.touches, settings.instance, settings.reaper_interval_ms / 1000
             )
             await runtime.pools.start()
+            await runtime.jobs.start()
             background.start_soon(runtime.pools.maintain_forever, settings.pool_maintenance_ms / 1000)
             try:
                 yield
@@ -41,6 +42,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
                 with anyio.CancelScope(shield=True):
                     await runtime.pools.close()
                     await one_shot.shutdown(runtime.bench)
+                    await runtime.jobs.shutdown()
         runtime.engine.close()
 
     auth = AuthMiddleware(
@@ -64,6 +66,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *interactive.ROUTES,
             *metrics.ROUTES,
             *workloads.ROUTES,
+            *jobs.ROUTES,
             openapi_document,
         ],
         middleware=[auth],

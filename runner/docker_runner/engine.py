@@ -98,6 +98,17 @@ def remove_if_present(api: APIClient, container_id: str) -> None:
         api.remove_container(container_id, force=True, v=True)
 
 
+def wait_exit(api: APIClient, container_id: str, poll_seconds: int = 30) -> int:
+    """Block until the container is not running; its exit code. Long waits are asked again every
+    ``poll_seconds``, so that no read timeout ends them."""
+    while True:
+        try:
+            return int(api.wait(container_id, timeout=poll_seconds)["StatusCode"])
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+            if isinstance(exc, requests.exceptions.ConnectionError) and "timed out" not in str(exc).lower():
+                raise
+
+
 def volume_labels(api: APIClient, name: str) -> dict[str, str] | None:
     """A volume's labels, or None when there is no such volume."""
     try:

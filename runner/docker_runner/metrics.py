@@ -108,9 +108,11 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.jobs = Counter("docker_runner_jobs", "Jobs ended, by final status", ["status"], registry=r)
+        self.jobs_active = Gauge("docker_runner_jobs_active", "Jobs starting or running", registry=r)
         info = Gauge("docker_runner_info", "The runner's version", ["version"], registry=r)
         info.labels(version=__version__).set(1)
-        for stream in ("events", "logs"):
+        for stream in ("events", "logs", "jobs"):
             self.sse_subscribers.labels(stream=stream)
         for outcome in ("exited", "timeout", "idle_timeout", "cancelled"):
             self.exec_runs.labels(outcome=outcome)
@@ -118,6 +120,8 @@ class Metrics:
             self.exec_timeouts.labels(kind=kind)
         for reason in ("timeout", "disconnect"):
             self.exec_kills.labels(reason=reason)
+        for status in ("completed", "error", "cancelled"):
+            self.jobs.labels(status=status)
         for code in AUTH_FAILURE_CODES:
             self.auth_failures.labels(code=code)
 

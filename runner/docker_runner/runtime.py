@@ -11,6 +11,7 @@ from .auth import NonceCache
 from .container_spec import MANAGED_LABEL
 from .engine import Engine
 from .errors import ApiError
+from .jobs import JobManager
 from .metrics import Metrics
 from .policy import CreateChecker, Policy, load_policy, sockets_for
 from .pool import PoolManager, load_pools
@@ -33,6 +34,7 @@ class Runtime:
     metrics: Metrics
     pools: PoolManager
     bench: Workbench
+    jobs: JobManager
     touches: TouchLog = field(default_factory=TouchLog)
 
     @classmethod
@@ -68,6 +70,7 @@ class Runtime:
             metrics=metrics,
             pools=pools,
             bench=bench,
+            jobs=JobManager(engine, checker, settings, metrics),
         )
 
     def secrets(self) -> tuple[str, ...]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import job_spec
+
 MIN_SECRET_BYTES = 32
 
 
@@ -53,6 +55,22 @@ def _scope_all(env: Mapping[str, str]) -> bool:
     return raw == "all"
 
 
+def _job_setting(env: Mapping[str, str], name: str, parse: Any, default: str) -> Any:
+    try:
+        return parse(env.get(name, "").strip() or default)
+    except ValueError as exc:
+        raise SettingsError(f"{name} {exc}") from None
+
+
+def _job_passthrough(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    names = [name.strip() for name in env.get("DOCKER_RUNNER_JOB_ENV_PASSTHROUGH", "").split(",") if name.strip()]
+    secrets = (env.get("DOCKER_RUNNER_SHARED_SECRET", ""), env.get("DOCKER_RUNNER_SHARED_SECRET_NEXT", ""))
+    try:
+        return job_spec.passthrough(names, env, secrets)
+    except ValueError as exc:
+        raise SettingsError(f"DOCKER_RUNNER_JOB_ENV_PASSTHROUGH {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     shared_secret: str = field(repr=False)
@@ -88,6 +106,16 @@ class Settings:
     pool_maintenance_ms: int = 5_000
     test_cmd: str = "cd /testbed && sh run_tests.sh 2>&1"
     max_patch_bytes: int = 1024 * 1024 * 1024
+    job_memory_bytes: int = 2 * 1024**3
+    job_nano_cpus: int = 2_000_000_000
+    job_gpus: job_spec.Gpus = None
+    job_env_passthrough: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    job_timeout_ms: int = 3_600_000
+    job_max_active: int = 16
+    job_buffer_events: int = 1000
+    job_buffer_bytes: int = 2 * 1024 * 1024
+    job_max_line_bytes: int = 1024 * 1024
+    job_history: int = 100
 
     def __post_init__(self) -> None:
         if not self.shared_secret:
@@ -158,4 +186,14 @@ class Settings:
             pool_maintenance_ms=_int(env, "DOCKER_RUNNER_POOL_MAINTENANCE_MS", 5_000, minimum=100),
             test_cmd=env.get("DOCKER_RUNNER_TEST_CMD", "").strip() or "cd /testbed && sh run_tests.sh 2>&1",
             max_patch_bytes=_int(env, "DOCKER_RUNNER_MAX_PATCH_BYTES", 1024 * 1024 * 1024, minimum=1),
+            job_memory_bytes=_job_setting(env, "DOCKER_RUNNER_JOB_MEMORY", job_spec.parse_memory, "2g"),
+            job_nano_cpus=_job_setting(env, "DOCKER_RUNNER_JOB_CPUS", job_spec.parse_cpus, "2.0"),
+            job_gpus=_job_setting(env, "DOCKER_RUNNER_JOB_GPUS", job_spec.parse_gpus, "none"),
+            job_env_passthrough=_job_passthrough(env),
+            job_timeout_ms=_int(env, "DOCKER_RUNNER_JOB_TIMEOUT_MS", 3_600_000),
+            job_max_active=_int(env, "DOCKER_RUNNER_JOB_MAX_ACTIVE", 16, minimum=1),
+            job_buffer_events=_int(env, "DOCKER_RUNNER_JOB_BUFFER_EVENTS", 1000, minimum=1),
+            job_buffer_bytes=_int(env, "DOCKER_RUNNER_JOB_BUFFER_BYTES", 2 * 1024 * 1024, minimum=1),
+            job_max_line_bytes=_int(env, "DOCKER_RUNNER_JOB_MAX_LINE_BYTES", 1024 * 1024, minimum=1),
+            job_history=_int(env, "DOCKER_RUNNER_JOB_HISTORY", 100, minimum=1),
         )

@@ -1,0 +1,383 @@
+"""Jobs: a container fed one JSON line on stdin, whose output lines come back as events.
+
+::
+
+    POST   -> checked against the policy, created with stdin attached     status starting
+           -> started; the input written, then EOF; output read to EOF     status running
+           -> exit code and OOM flag read, the container removed           completed | error | cancelled
+
+A job over its timeout is killed (``error``, code ``job_timeout``); an OOM-killed one ends in
+``error`` with code ``job_oom``; a cancel kills it (``cancelled``). Every state change is a
+``job_update`` event, the last one after the container is gone. Events live in a bounded
+per-job buffer that every subscriber reads at its own pace (:func:`frames`); ended jobs are
+remembered, events included, up to ``DOCKER_RUNNER_JOB_HISTORY`` of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import msgspec
+from litestar.response.sse import ServerSentEventMessage
+
+from . import job_spec, sse
+from .blocking_stream import BlockingStream
+from .container_spec import INSTANCE_LABEL
+from .engine import APIClient, Engine, remove_if_present, wait_exit
+from .errors import ApiError, validation_error
+from .job_attach import create_attached, exchange, shutdown_socket
+from .job_events import EventBuffer, OutputLines, classify, encode
+from .metrics import Metrics
+from .oneshot import Attached
+from .policy import CreateChecker
+from .settings import Settings
+
+log = logging.getLogger("docker_runner.jobs")
+
+ENDED = ("completed", "error", "cancelled")
+SETTLE_WAIT_SECONDS = 30
+
+
+class JobError(msgspec.Struct):
+    code: str
+    message: str
+
+
+class JobAnswer(msgspec.Struct, rename="camel"):
+    """A job as the API shows it; times are Unix epoch milliseconds."""
+
+    job_id: str
+    status: str
+    image: str
+    container_id: str
+    labels: dict[str, str]
+    timeout_ms: int
+    exit_code: int | None
+    error: JobError | None
+    created_at: int
+    started_at: int | None
+    ended_at: int | None
+    messages: int  # stdout lines forwarded as messages
+    logs: int  # other lines
+    events_dropped: int  # events pushed out of the buffer before every subscriber could read them
+    lines_dropped: int  # lines longer than DOCKER_RUNNER_JOB_MAX_LINE_BYTES
+
+
+def not_found_job(job_id: str) -> ApiError:
+    return ApiError(404, "no_such_job", f"No such job: {job_id}")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Job:
+    def __init__(
+        self, job_id: str, request: job_spec.JobRequest, container_id: str, timeout_ms: int, buffer: EventBuffer
+    ):
+        self.job_id = job_id
+        self.image = request.image
+        self.labels = dict(request.labels or {})
+        self.container_id = container_id
+        self.timeout_ms = timeout_ms
+        self.events = buffer
+        self.status = "starting"
+        self.exit_code: int | None = None
+        self.error: JobError | None = None
+        self.created_at = _now_ms()
+        self.started_at: int | None = None
+        self.ended_at: int | None = None
+        self.messages = 0
+        self.logs = 0
+        self.lines_dropped = 0
+        self.cancel_requested = False
+        self.settling = False  # past the point where a cancel can change how it ends
+        self.scope: anyio.CancelScope | None = None
+        self.done = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+    def answer(self) -> JobAnswer:
+        return JobAnswer(
+            job_id=self.job_id,
+            status=self.status,
+            image=self.image,
+            container_id=self.container_id,
+            labels=self.labels,
+            timeout_ms=self.timeout_ms,
+            exit_code=self.exit_code,
+            error=self.error,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            messages=self.messages,
+            logs=self.logs,
+            events_dropped=self.events.dropped,
+            lines_dropped=self.lines_dropped,
+        )
+
+    def _emit(self, data: str) -> None:
+        self.events.append(data)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def record(self, stream: str, line: bytes) -> None:
+        kind, data = classify(stream, line)
+        if kind == "message":
+            self.messages += 1
+        else:
+            self.logs += 1
+        self._emit(data)
+
+    def update(self, status: str, exit_code: int | None = None, error: JobError | None = None) -> None:
+        self.status = status
+        if status == "running":
+            self.started_at = _now_ms()
+        if status in ENDED:
+            self.exit_code, self.error, self.ended_at = exit_code, error, _now_ms()
+        self._emit(encode({"type": "job_update", **msgspec.to_builtins(self.answer())}))
+        if status in ENDED:
+            self.done.set()
+
+    async def wait_beyond(self, seq: int, seconds: float) -> bool:
+        """Wait until there is an event after ``seq`` (or the job has ended); False after ``seconds``."""
+        if self.events.last_seq > seq or self.ended:
+            return True
+        changed = self._changed
+        with anyio.move_on_after(seconds):
+            await changed.wait()
+            return True
+        return False
+
+
+@dataclass
+class _Outcome:
+    exited: bool = False  # the container ended by itself and its exit code is known
+    exit_code: int | None = None
+    timed_out: bool = False
+    failure: ApiError | None = None
+
+
+def verdict(job: Job, outcome: _Outcome, state: dict[str, Any] | None) -> tuple[str, int | None, JobError | None]:
+    """(final status, exit code, error) from how the run went and the container's final state (pure)."""
+    exit_code = outcome.exit_code
+    if state is not None and not state.get("Running") and isinstance(state.get("ExitCode"), int):
+        exit_code = int(state["ExitCode"])
+    if job.cancel_requested:
+        return "cancelled", exit_code, None
+    if outcome.failure is not None:
+        return "error", exit_code, JobError(outcome.failure.code, outcome.failure.message)
+    if outcome.timed_out:
+        return "error", exit_code, JobError("job_timeout", f"Job timed out after {job.timeout_ms}ms")
+    if state is not None and state.get("OOMKilled"):
+        return "error", exit_code, JobError("job_oom", "the job ran out of memory and was killed")
+    if exit_code is None:
+        return "error", None, JobError("job_lost", "the job's container went away before its exit code was read")
+    if exit_code == 0:
+        return "completed", 0, None
+    return "error", exit_code, JobError("job_failed", f"the job exited with code {exit_code}")
+
+
+def _final_state(api: APIClient, container_id: str) -> dict[str, Any]:
+    with contextlib.suppress(Exception):  # a wait that fails still leaves inspect to say what it can
+        api.wait(container_id, timeout=SETTLE_WAIT_SECONDS)
+    return dict(api.inspect_container(container_id).get("State") or {})
+
+
+class JobManager:
+    """Every job of the runner: running ones, and the last ended ones with their events."""
+
+    def __init__(self, engine: Engine, checker: CreateChecker, settings: Settings, metrics: Metrics) -> None:
+        self._engine = engine
+        self._checker = checker
+        self._settings = settings
+        self._metrics = metrics
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reserved = 0
+        self._closed = False
+        metrics.jobs_active.set_function(lambda: len(self.active()))
+
+    def active(self) -> list[Job]:
+        return [job for job in self._jobs.values() if not job.ended]
+
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise not_found_job(job_id)
+        return job
+
+    def recent(self) -> list[Job]:
+        """Newest first."""
+        return list(reversed(self._jobs.values()))
+
+    async def submit(self, request: job_spec.JobRequest) -> Job:
+        """Create the job's container (policy-checked) with stdin attached, then start it in the background."""
+        if self._closed:
+            raise ApiError(503, "shutting_down", "The runner is shutting down", retryable=True)
+        limit = self._settings.job_max_active
+        if len(self.active()) + self._reserved >= limit:
+            raise ApiError(503, "too_many_jobs", f"{limit} jobs are running already", retryable=True)
+        job_id = uuid.uuid4().hex
+        payload = job_spec.input_line(request.input)
+        body = self._checker.check(job_spec.build_job_body(request, job_id, self._settings))
+        self._reserved += 1
+        try:
+            container_id, attached = await self._engine.run(lambda api: create_attached(api, body))
+        finally:
+            self._reserved -= 1
+        buffer = EventBuffer(self._settings.job_buffer_events, self._settings.job_buffer_bytes)
+        job = Job(job_id, request, container_id, job_spec.timeout_ms(request, self._settings), buffer)
+        self._jobs[job_id] = job
+        job.update("starting")
+        task = asyncio.ensure_future(self._run(job, attached, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._forget_old()
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        """Kill and remove the job's container; answers once the job has ended (an ended job as it is)."""
+        job = self.get(job_id)
+        self._cancel(job)
+        await job.done.wait()
+        return job
+
+    def _cancel(self, job: Job) -> None:
+        if job.ended or job.settling:
+            return
+        job.cancel_requested = True
+        if job.scope is not None:
+            job.scope.cancel()
+
+    async def _run(self, job: Job, attached: Attached, payload: bytes) -> None:
+        outcome = _Outcome()
+        try:
+            with anyio.CancelScope() as job.scope:
+                if job.cancel_requested:
+                    job.scope.cancel()
+                await self._engine.run(lambda api: api.start(job.container_id))
+                if job.scope.cancel_called:
+                    return
+                job.update("running")
+                bound = job.timeout_ms / 1000 if job.timeout_ms > 0 else math.inf
+                with anyio.move_on_after(bound) as timer:
+                    await self._read(job, attached, payload)
+                    outcome.exit_code = await self._engine.run_stream(
+                        lambda api: wait_exit(api, job.container_id), on_cancel=lambda: None
+                    )
+                    outcome.exited = True
+                outcome.timed_out = timer.cancelled_caught
+        except ApiError as error:
+            outcome.failure = error
+        except Exception:
+            log.exception("job %s failed", job.job_id)
+            outcome.failure = ApiError(500, "internal_error", "the runner failed while running the job")
+        finally:
+            job.settling = True
+            with anyio.CancelScope(shield=True):
+                await self._settle(job, attached, outcome)
+
+    async def _read(self, job: Job, attached: Attached, payload: bytes) -> None:
+        """Write the input, then relay the output as events until the container closes it."""
+        stream = BlockingStream(
+            exchange(attached.socket, payload), lambda: shutdown_socket(attached.socket), self._engine.stream_limiter
+        )
+        lines = OutputLines(self._settings.job_max_line_bytes)
+        try:
+            while (chunk := await stream.receive()) is not None:
+                for stream_name, line in lines.feed(chunk):
+                    job.record(stream_name, line)
+                job.lines_dropped = lines.overlong
+            for stream_name, line in lines.flush():
+                job.record(stream_name, line)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+        if stream.error is not None:
+            log.warning("job %s: reading its output failed: %s", job.job_id, stream.error)
+
+    async def _settle(self, job: Job, attached: Attached, outcome: _Outcome) -> None:
+        """Kill what still runs, read the final state, remove the container, then record the end."""
+        attached.close()
+        container_id = job.container_id
+        if not outcome.exited:
+            with contextlib.suppress(ApiError):  # not running (any more), or gone
+                await self._engine.run(lambda api: api.kill(container_id))
+        state: dict[str, Any] | None = None
+        try:
+            state = await self._engine.run(lambda api: _final_state(api, container_id))
+        except ApiError as error:
+            log.warning("job %s: could not read its final state: %s", job.job_id, error.message)
+        try:
+            await self._engine.run(lambda api: remove_if_present(api, container_id))
+        except ApiError as error:
+            log.warning("job %s: could not remove container %s: %s", job.job_id, container_id[:12], error.message)
+        status, exit_code, job_error = verdict(job, outcome, state)
+        job.update(status, exit_code, job_error)
+        self._metrics.jobs.labels(status=status).inc()
+        self._forget_old()
+
+    def _forget_old(self) -> None:
+        ended = [job_id for job_id, job in self._jobs.items() if job.ended]
+        for job_id in ended[: max(0, len(ended) - self._settings.job_history)]:
+            del self._jobs[job_id]
+
+    async def start(self) -> None:
+        """Remove the job containers an earlier process of this runner left behind (nobody follows them)."""
+        filters = {"label": [job_spec.JOB_LABEL, f"{INSTANCE_LABEL}={self._settings.instance}"]}
+        try:
+            leftovers = await self._engine.run(lambda api: api.containers(all=True, quiet=True, filters=filters))
+            for item in leftovers:
+                await self._engine.run(lambda api, cid=str(item["Id"]): remove_if_present(api, cid))  # type: ignore[misc]
+            if leftovers:
+                log.info("removed %d job containers left by an earlier process", len(leftovers))
+        except ApiError as error:
+            log.warning("could not sweep old job containers: %s", error.message)
+
+    async def shutdown(self) -> None:
+        """Cancel every running job (their containers are removed) and wait for them."""
+        self._closed = True
+        for job in self.active():
+            self._cancel(job)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=30)
+
+
+def parse_last_event_id(value: str | None) -> int:
+    """The id of the last event a reconnecting subscriber saw; 0 (everything) when absent."""
+    if value is None or value == "":
+        return 0
+    if not value.isdigit():
+        raise validation_error("Last-Event-ID", "must be the id of a job event")
+    return int(value)
+
+
+async def frames(job: Job, after: int, ping_seconds: float) -> AsyncGenerator[ServerSentEventMessage, None]:
+    """The job's events after ``after`` (a ``dropped`` frame first for those no longer held), live
+    ones as they happen, ``: ping`` while quiet; ends after the final ``job_update``."""
+    cursor = after
+    while True:
+        missed, events = job.events.after(cursor)
+        if missed:
+            yield sse.frame({"type": "dropped", "dropped": missed})
+        for event in events:
+            yield ServerSentEventMessage(data=event.data, id=str(event.seq), sep=sse.SEPARATOR)
+            cursor = event.seq
+        if job.ended and cursor >= job.events.last_seq:
+            return
+        if not await job.wait_beyond(cursor, ping_seconds):
+            yield sse.ping()
