@@ -28,6 +28,10 @@ from ._models import (
     DockerEvent,
     ExecOptions,
     ExecResult,
+    Job,
+    JobEvent,
+    JobResources,
+    JobUpdate,
     LogChunk,
     PoolStats,
     RunResult,
@@ -46,7 +50,7 @@ from ._signing import (
     sign,
     signing_payload,
 )
-from ._sse import docker_event, log_chunk
+from ._sse import docker_event, job_event, log_chunk
 from ._ws import AsyncExecSession, ExecSession, refused_upgrade
 
 T = TypeVar("T")
@@ -448,6 +452,58 @@ class HttpDockerRunnerClient:
         """Per-pool figures: size, idle, in use, created, destroyed, health failures, acquisitions."""
         return self._run(routes.pools())
 
+    def submit_job(
+        self,
+        image: str,
+        input: Any,  # the job's input, as the API names it
+        *,
+        command: str | list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        resources: JobResources | None = None,
+        timeout_ms: int | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Job:
+        """Start a job: a fresh container of ``image`` gets ``input`` (any JSON) on stdin as one line;
+        follow it with :meth:`job_events`. Never retried (it would start twice)."""
+        return self._run(routes.submit_job(image, input, command, env, resources, timeout_ms, labels))
+
+    def job(self, job_id: str) -> Job:
+        return self._run(routes.job(job_id))
+
+    def jobs(self) -> list[Job]:
+        """Running jobs and the most recent ended ones, newest first."""
+        return self._run(routes.jobs())
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Kill the job and remove its container; returns it ended (an ended job as it was)."""
+        return self._run(routes.cancel_job(job_id))
+
+    def job_events(
+        self, job_id: str, *, last_event_id: int | None = None, reconnect: bool = False
+    ) -> Iterator[JobEvent]:
+        """The job's events from its start (or after ``last_event_id``), live; ends after the final
+        ``JobUpdate``. With ``reconnect``, a dropped connection resumes after the last event seen."""
+        attempt = 0
+        resume = None if last_event_id is None else str(last_event_id)
+        while True:
+            try:
+                with self._stream(routes.job_events(job_id, resume)) as response, transport_errors():
+                    for message in EventSource(response).iter_sse():
+                        resume = message.id or resume
+                        event = job_event(message)
+                        if event is None:
+                            continue
+                        attempt = 0
+                        yield event
+                        if isinstance(event, JobUpdate) and event.job.ended:
+                            return
+                return
+            except RunnerTransportError:
+                if not reconnect:
+                    raise
+                time.sleep(self._core.reconnect_delay(attempt))
+                attempt += 1
+
     def open_exec(
         self,
         container_id: str,
@@ -697,6 +753,57 @@ class AsyncHttpDockerRunnerClient:
     async def pools(self) -> list[PoolStats]:
         """Per-pool figures: size, idle, in use, created, destroyed, health failures, acquisitions."""
         return await self._run(routes.pools())
+
+    async def submit_job(
+        self,
+        image: str,
+        input: Any,  # the job's input, as the API names it
+        *,
+        command: str | list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        resources: JobResources | None = None,
+        timeout_ms: int | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Job:
+        """Start a job; see ``HttpDockerRunnerClient.submit_job``."""
+        return await self._run(routes.submit_job(image, input, command, env, resources, timeout_ms, labels))
+
+    async def job(self, job_id: str) -> Job:
+        return await self._run(routes.job(job_id))
+
+    async def jobs(self) -> list[Job]:
+        """Running jobs and the most recent ended ones, newest first."""
+        return await self._run(routes.jobs())
+
+    async def cancel_job(self, job_id: str) -> Job:
+        """Kill the job and remove its container; returns it ended (an ended job as it was)."""
+        return await self._run(routes.cancel_job(job_id))
+
+    async def job_events(
+        self, job_id: str, *, last_event_id: int | None = None, reconnect: bool = False
+    ) -> AsyncIterator[JobEvent]:
+        """The job's events; see ``HttpDockerRunnerClient.job_events``."""
+        attempt = 0
+        resume = None if last_event_id is None else str(last_event_id)
+        while True:
+            try:
+                async with self._stream(routes.job_events(job_id, resume)) as response:
+                    with transport_errors():
+                        async for message in EventSource(response).aiter_sse():
+                            resume = message.id or resume
+                            event = job_event(message)
+                            if event is None:
+                                continue
+                            attempt = 0
+                            yield event
+                            if isinstance(event, JobUpdate) and event.job.ended:
+                                return
+                return
+            except RunnerTransportError:
+                if not reconnect:
+                    raise
+                await anyio.sleep(self._core.reconnect_delay(attempt))
+                attempt += 1
 
     async def open_exec(
         self,

@@ -301,3 +301,125 @@ class ExecResult:
             truncated=bool(body.get("truncated", False)),
             extra={key: value for key, value in body.items() if key not in known},
         )
+
+
+@dataclass(frozen=True)
+class JobResources:
+    """A job's limits; each one left None takes the runner's default (``DOCKER_RUNNER_JOB_*``).
+    ``memory`` is bytes or a size such as ``"512m"``; ``gpus`` is ``"all"``, ``"none"`` or device ids."""
+
+    memory: int | str | None = None
+    cpus: float | None = None
+    gpus: str | Sequence[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        gpus = self.gpus if self.gpus is None or isinstance(self.gpus, str) else list(self.gpus)
+        return _drop_none({"memory": self.memory, "cpus": self.cpus, "gpus": gpus})
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job ended in ``error``: ``job_timeout``, ``job_oom``, ``job_failed`` (non-zero exit), ..."""
+
+    code: str
+    message: str
+
+
+JOB_ENDED = ("completed", "error", "cancelled")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job: ``status`` is starting, running, completed, error or cancelled; times in epoch ms."""
+
+    job_id: str
+    status: str
+    image: str
+    container_id: str
+    labels: Mapping[str, str]
+    timeout_ms: int
+    exit_code: int | None
+    error: JobError | None
+    created_at: int
+    started_at: int | None
+    ended_at: int | None
+    messages: int
+    logs: int
+    events_dropped: int
+    lines_dropped: int
+
+    @property
+    def ended(self) -> bool:
+        return self.status in JOB_ENDED
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Job:
+        error = body.get("error")
+        return cls(
+            job_id=str(body["jobId"]),
+            status=str(body["status"]),
+            image=str(body.get("image", "")),
+            container_id=str(body.get("containerId", "")),
+            labels={str(key): str(value) for key, value in (body.get("labels") or {}).items()},
+            timeout_ms=int(body.get("timeoutMs", 0)),
+            exit_code=_optional_int(body.get("exitCode")),
+            error=None if not error else JobError(str(error.get("code", "")), str(error.get("message", ""))),
+            created_at=int(body.get("createdAt", 0)),
+            started_at=_optional_int(body.get("startedAt")),
+            ended_at=_optional_int(body.get("endedAt")),
+            messages=int(body.get("messages", 0)),
+            logs=int(body.get("logs", 0)),
+            events_dropped=int(body.get("eventsDropped", 0)),
+            lines_dropped=int(body.get("linesDropped", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """A stdout line of the job that was a JSON object; ``id`` resumes the stream after it."""
+
+    message: Mapping[str, Any]
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class JobLog:
+    """Any other output line of the job."""
+
+    stream: Literal["stdout", "stderr"]
+    line: str
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """The job's status changed; the last one of a stream has an ended status."""
+
+    job: Job
+    id: int | None = None
+
+    @property
+    def status(self) -> str:
+        return self.job.status
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.job.exit_code
+
+    @property
+    def error(self) -> JobError | None:
+        return self.job.error
+
+
+@dataclass(frozen=True)
+class JobEventsDropped:
+    """``dropped`` events happened but were no longer buffered when this subscriber read them."""
+
+    dropped: int
+
+
+JobEvent = JobMessage | JobLog | JobUpdate | JobEventsDropped

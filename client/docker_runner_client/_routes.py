@@ -12,7 +12,18 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from ._models import ContainerOpts, ExecOptions, ExecResult, PoolStats, RunResult, StartedContainer, TestResult, Ticket
+from ._models import (
+    ContainerOpts,
+    ExecOptions,
+    ExecResult,
+    Job,
+    JobResources,
+    PoolStats,
+    RunResult,
+    StartedContainer,
+    TestResult,
+    Ticket,
+)
 
 T = TypeVar("T")
 
@@ -295,3 +306,49 @@ def pools() -> Route[list[PoolStats]]:
 def resize_exec(exec_id: str, cols: int, rows: int) -> Route[None]:
     body = {"execId": exec_id, "size": {"cols": cols, "rows": rows}}
     return Route(Call("POST", "/v1/exec/resize", json=body), _nothing)
+
+
+def submit_job(
+    image: str,
+    job_input: Any,
+    command: str | list[str] | None,
+    env: Mapping[str, str] | None,
+    resources: JobResources | None,
+    timeout_ms: int | None,
+    labels: Mapping[str, str] | None,
+) -> Route[Job]:
+    body: dict[str, Any] = {"image": image, "input": job_input}
+    optional = {
+        "command": command,
+        "env": None if env is None else dict(env),
+        "resources": None if resources is None else resources.to_json(),
+        "timeoutMs": timeout_ms,
+        "labels": None if labels is None else dict(labels),
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    # a retried submit could start the job twice
+    call = Call("POST", "/v1/jobs", json=body, may_retry=False)
+    return Route(call, lambda response: Job.from_json(_json_object(response)))
+
+
+def _job_path(job_id: str) -> str:
+    return "/v1/jobs/" + quote(job_id, safe="")
+
+
+def job(job_id: str) -> Route[Job]:
+    return Route(Call("GET", _job_path(job_id)), lambda response: Job.from_json(_json_object(response)))
+
+
+def jobs() -> Route[list[Job]]:
+    return Route(
+        Call("GET", "/v1/jobs"), lambda response: [Job.from_json(item) for item in _json_object(response)["jobs"]]
+    )
+
+
+def cancel_job(job_id: str) -> Route[Job]:
+    return Route(Call("DELETE", _job_path(job_id)), lambda response: Job.from_json(_json_object(response)))
+
+
+def job_events(job_id: str, last_event_id: str | None) -> Call:
+    headers = {"last-event-id": last_event_id} if last_event_id else {}
+    return Call("GET", _job_path(job_id) + "/events", headers=headers, endless=True)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from httpx_sse import ServerSentEvent
 
 from ._exceptions import StreamError
-from ._models import DockerEvent, LogChunk
+from ._models import DockerEvent, Job, JobEvent, JobEventsDropped, JobLog, JobMessage, JobUpdate, LogChunk
 
 
 def _payload(message: ServerSentEvent) -> dict[str, Any] | None:
@@ -41,3 +41,22 @@ def log_chunk(message: ServerSentEvent) -> LogChunk | Literal["end"] | None:
         return None
     data = base64.b64decode(str(payload.get("data") or ""))
     return LogChunk(stream="stderr", data=data) if payload.get("stream") == "stderr" else LogChunk("stdout", data)
+
+
+def job_event(message: ServerSentEvent) -> JobEvent | None:
+    """A job's event by its ``type``; None for pings and types this client does not know."""
+    payload = _payload(message)
+    if payload is None:
+        return None
+    event_id = int(message.id) if message.id and message.id.isdigit() else None
+    kind = payload.get("type")
+    if kind == "message" and isinstance(payload.get("message"), dict):
+        return JobMessage(payload["message"], event_id)
+    if kind == "log":
+        stream: Literal["stdout", "stderr"] = "stderr" if payload.get("stream") == "stderr" else "stdout"
+        return JobLog(stream, str(payload.get("line", "")), event_id)
+    if kind == "job_update":
+        return JobUpdate(Job.from_json(payload), event_id)
+    if kind == "dropped":
+        return JobEventsDropped(int(payload.get("dropped", 0)))
+    return None
