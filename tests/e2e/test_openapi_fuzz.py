@@ -124,6 +124,8 @@ def test_openapi_document_is_open_and_complete(fuzzed_runner: RunningServer) -> 
         "/v1/exec/resize",
         "/v1/health",
         "/v1/ready",
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
     ):
         assert path in paths, path
     start = paths["/v1/containers/start"]["post"]

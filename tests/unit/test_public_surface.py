@@ -34,3 +34,20 @@ def test_sync_and_async_clients_have_the_same_methods() -> None:
         assert list(signature.parameters) == list(async_methods[name].parameters), name
         method = getattr(AsyncHttpDockerRunnerClient, name)
         assert inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method), name
+
+
+def test_jobs_are_part_of_the_surface() -> None:
+    """The job methods and their typed events are public, on both clients."""
+    for name in (
+        "Job",
+        "JobError",
+        "JobEvent",
+        "JobEventsDropped",
+        "JobLog",
+        "JobMessage",
+        "JobResources",
+        "JobUpdate",
+    ):
+        assert name in docker_runner_client.__all__, name
+    for method in ("submit_job", "job", "jobs", "cancel_job", "job_events"):
+        assert hasattr(HttpDockerRunnerClient, method) and hasattr(AsyncHttpDockerRunnerClient, method), method
