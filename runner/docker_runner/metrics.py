@@ -41,6 +41,10 @@ class _CachedProbe(Collector):
         self._value: float | None = None
         self._at = float("-inf")
 
+    def describe(self) -> Any:
+        # without it, registering would collect, and cache an engine count older than any scrape
+        yield GaugeMetricFamily(self._name, self._documentation)
+
     def collect(self) -> Any:
         if time.monotonic() - self._at > self._max_age:
             self._value = self._probe()
