@@ -10,7 +10,7 @@ from .container_spec import INSTANCE_LABEL, MANAGED_LABEL
 from .engine import APIClient, Engine, remove_if_present, volume_labels
 from .errors import ApiError, from_engine
 from .policy import CreateChecker
-from .scope import Scope, is_managed
+from .scope import Scope, checked_container, is_managed
 
 log = logging.getLogger("docker_runner.containers")
 
@@ -95,6 +95,7 @@ async def remove(engine: Engine, scope: Scope, reference: str, force: bool, remo
 
 
 async def inspect(engine: Engine, scope: Scope, reference: str) -> dict[str, Any]:
+    checked_container(reference)
     document: dict[str, Any] = await engine.run(lambda api: api.inspect_container(reference))
     scope.check_inspected(reference, document)
     return document

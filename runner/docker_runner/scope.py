@@ -17,11 +17,21 @@ from .engine import Engine
 from .errors import ApiError, from_engine
 
 _FULL_ID = re.compile(r"^[0-9a-f]{64}$")
+# what the engine accepts as a container or volume name, id or id prefix, and an exec id: anything
+# else ("." or "../images") would be spliced into the engine's URL path and reach another endpoint
+_REFERENCE = re.compile(r"^/?[A-Za-z0-9][A-Za-z0-9_.-]*$")
 KNOWN_IDS_KEPT = 100_000
 
 
 def not_found_container(reference: str) -> ApiError:
     return from_engine(404, f"No such container: {reference}")
+
+
+def checked_container(reference: str) -> str:
+    """The reference, when it can only name a container; 404 (as if there were none) otherwise."""
+    if not _REFERENCE.match(reference):
+        raise not_found_container(reference)
+    return reference
 
 
 def is_managed(labels: Any) -> bool:
@@ -46,6 +56,7 @@ class Scope:
 
     async def container(self, reference: str) -> str:
         """The reference, once it is known to name a container in scope; 404 otherwise."""
+        checked_container(reference)
         if not self.managed_only or reference in self._known:
             return reference
         document = await self._engine.run(lambda api: api.inspect_container(reference))
@@ -62,6 +73,8 @@ class Scope:
 
     async def exec_instance(self, exec_id: str) -> None:
         """An exec id is in scope when its container is."""
+        if not _REFERENCE.match(exec_id):
+            raise from_engine(404, f"No such exec instance: {exec_id}")
         if not self.managed_only:
             return
         state = await self._engine.run(lambda api: api.exec_inspect(exec_id))
@@ -74,6 +87,8 @@ class Scope:
             raise
 
     async def volume(self, name: str) -> None:
+        if not _REFERENCE.match(name):
+            raise from_engine(404, f"get {name}: no such volume")
         if not self.managed_only:
             return
         document = await self._engine.run(lambda api: api.inspect_volume(name))

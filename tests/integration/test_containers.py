@@ -136,3 +136,11 @@ def test_ensure_image(client: HttpDockerRunnerClient) -> None:
 def test_touch_missing_container_is_404(client: HttpDockerRunnerClient) -> None:
     with pytest.raises(NotFound):
         client.touch_container("does-not-exist-xyz")
+
+
+@pytest.mark.parametrize("image", ["..", "../containers", "busybox/../../containers", "a//b", "-x", "a b"])
+def test_ensure_refuses_what_is_not_an_image_reference(client: HttpDockerRunnerClient, image: str) -> None:
+    """An "image" such as ../containers would otherwise be spliced into the engine's URL path."""
+    with pytest.raises(ValidationFailed) as caught:
+        client.ensure_image(image)
+    assert caught.value.details["field"] == "image"

@@ -6,6 +6,7 @@ import functools
 import io
 import tarfile
 from collections.abc import Iterator
+from urllib.parse import unquote
 
 import docker
 import pytest
@@ -14,6 +15,7 @@ from docker_runner_client import ExecOptions, HttpDockerRunnerClient, NotFound
 from tests.conftest import sleeper_opts
 from tests.support.docker_env import SESSION_ID, SESSION_LABELS, TEST_IMAGE
 from tests.support.server import TEST_SECRET, make_settings, running_runner
+from tests.support.signed import error_of, signed_request
 
 pytestmark = pytest.mark.docker
 
@@ -87,3 +89,26 @@ def test_scope_all_sees_everything(docker_api: docker.APIClient, foreign: str) -
         assert client.inspect_container(foreign)["Id"] == foreign
         assert client.exec_run(foreign, "echo visible", ExecOptions()).stdout == "visible\n"
         assert foreign in client.find_by_labels({"case": "foreign"})
+
+
+SPLICED = [".", "..", "%2E", "../images", "..%2F..%2Finfo", "x/../../info", "%20", "a?b"]
+
+
+@pytest.mark.parametrize("scope_all", [False, True])
+def test_references_that_would_reach_another_engine_endpoint_are_404(scope_all: bool) -> None:
+    """A container "id" of `.` or `../images` must not turn /containers/{id}/json into another route."""
+    with running_runner(make_settings(scope_all=scope_all)) as server:
+        for reference in SPLICED:
+            for method, path, body in (
+                ("GET", f"/v1/containers/inspect?containerId={reference}", None),
+                ("GET", f"/v1/containers/labels?containerId={reference}", None),
+                ("GET", f"/v1/containers/networks?containerId={reference}", None),
+                ("POST", "/v1/exec/run", {"containerId": unquote(reference), "command": "true"}),
+                ("GET", f"/v1/containers/{reference}/archive?path=/", None),
+                ("POST", "/v1/exec/resize", {"execId": unquote(reference), "size": {"cols": 80, "rows": 24}}),
+                ("POST", "/v1/volumes/remove", {"volumeName": unquote(reference)}),
+            ):
+                response = signed_request(server.url, method, path, json_body=body)
+                assert response.status_code == 404, (method, path, body, response.text)
+                code = error_of(response)["code"]  # not_found: the client normalized the dots out of the path
+                assert code.startswith("no_such_") or code == "not_found", response.text
