@@ -53,7 +53,10 @@ def script_for(command: str | list[str], workdir: str | None) -> tuple[str, str]
     token = uuid.uuid4().hex
     line = command if isinstance(command, str) else shlex.join(command)
     cd = f"cd {shlex.quote(workdir)} && " if workdir else ""
-    script = f"( {cd}{line}\n)\nprintf '\\n__docker_runner_exit_%s:%d\\n' {token} $?\n"
+    # the marker goes to both streams: the engine relays stdout and stderr independently, so the
+    # end of stdout says nothing about whether the last of stderr has arrived
+    marker = f"'\\n__docker_runner_exit_%s:%d\\n' {token} $code"
+    script = f"( {cd}{line}\n)\ncode=$?\nprintf {marker}\nprintf {marker} >&2\n"
     return script, token
 
 
@@ -86,39 +89,57 @@ class RunResult:
     elapsed_ms: int
 
 
-class _Output:
-    """Demultiplexed output, with the exit marker taken out of stdout."""
+class MarkedStream:
+    """One output stream, up to its exit marker (taken out); bytes after the marker are dropped."""
 
-    def __init__(self, token: str, limit: int) -> None:
-        self._token = token.encode()
-        self._demuxer = FrameDemuxer()
-        self._held = b""  # stdout tail that might be the start of the marker
-        self.stdout = TailBuffer(limit)
-        self.stderr = TailBuffer(limit)
-        self.exit_code: int | None = None
+    def __init__(self, token: bytes, limit: int) -> None:
+        self._token = token
+        self._held = b""  # a tail that might be the start of the marker
+        self.text = TailBuffer(limit)
+        self.code: int | None = None
 
-    def feed(self, data: bytes) -> None:
-        for stream, payload in self._demuxer.feed(data):
-            if stream == STDERR:
-                self.stderr.append(payload)
-            elif self.exit_code is None:
-                self._feed_stdout(payload)
-
-    def _feed_stdout(self, payload: bytes) -> None:
+    def feed(self, payload: bytes) -> None:
+        if self.code is not None:
+            return
         held = self._held + payload
         for match in _MARKER.finditer(held):
             if match.group(1) == self._token:
-                self.stdout.append(held[: match.start()])
+                self.text.append(held[: match.start()])
                 self._held = b""
-                self.exit_code = int(match.group(2))
+                self.code = int(match.group(2))
                 return
         keep = min(len(held), MARKER_RESERVE)
-        self.stdout.append(held[: len(held) - keep])
+        self.text.append(held[: len(held) - keep])
         self._held = held[len(held) - keep :]
 
     def finish(self) -> None:
-        self.stdout.append(self._held)
+        self.text.append(self._held)
         self._held = b""
+
+
+class RunOutput:
+    """Demultiplexed output; the run is over once both streams carried the exit marker."""
+
+    def __init__(self, token: str, limit: int) -> None:
+        self._demuxer = FrameDemuxer()
+        self.stdout = MarkedStream(token.encode(), limit)
+        self.stderr = MarkedStream(token.encode(), limit)
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.stdout.code
+
+    @property
+    def done(self) -> bool:
+        return self.stdout.code is not None and self.stderr.code is not None
+
+    def feed(self, data: bytes) -> None:
+        for stream, payload in self._demuxer.feed(data):
+            (self.stderr if stream == STDERR else self.stdout).feed(payload)
+
+    def finish(self) -> None:
+        self.stdout.finish()
+        self.stderr.finish()
 
 
 def run(
@@ -142,9 +163,9 @@ def run(
     if not pending:
         with contextlib.suppress(OSError):
             raw.shutdown(socket.SHUT_WR)
-    output = _Output(token, max_output_bytes)
+    output = RunOutput(token, max_output_bytes)
     timed_out = cancelled = False
-    while output.exit_code is None:
+    while not output.done:
         wait = deadline - time.monotonic()
         if wait <= 0:
             timed_out = True
@@ -166,9 +187,9 @@ def run(
     output.finish()
     return RunResult(
         exit_code=output.exit_code,
-        stdout=output.stdout.text(),
-        stderr=output.stderr.text(),
-        truncated=output.stdout.truncated or output.stderr.truncated,
+        stdout=output.stdout.text.text(),
+        stderr=output.stderr.text.text(),
+        truncated=output.stdout.text.truncated or output.stderr.text.truncated,
         timed_out=timed_out,
         cancelled=cancelled,
         elapsed_ms=int((time.monotonic() - started) * 1000),
