@@ -87,6 +87,8 @@ class Settings:
     pool_maintenance_ms: int = 5_000
     test_cmd: str = "cd /testbed && sh run_tests.sh 2>&1"
     max_patch_bytes: int = 1024 * 1024 * 1024
+    ui: bool = False
+    ui_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.shared_secret:
@@ -156,4 +158,6 @@ class Settings:
             pool_maintenance_ms=_int(env, "DOCKER_RUNNER_POOL_MAINTENANCE_MS", 5_000, minimum=100),
             test_cmd=env.get("DOCKER_RUNNER_TEST_CMD", "").strip() or "cd /testbed && sh run_tests.sh 2>&1",
             max_patch_bytes=_int(env, "DOCKER_RUNNER_MAX_PATCH_BYTES", 1024 * 1024 * 1024, minimum=1),
+            ui=_bool(env, "DOCKER_RUNNER_UI", False),
+            ui_dir=Path(ui_dir) if (ui_dir := env.get("DOCKER_RUNNER_UI_DIR", "").strip()) else None,
         )
