@@ -41,6 +41,11 @@ class _CachedProbe(Collector):
         self._value: float | None = None
         self._at = float("-inf")
 
+    def describe(self) -> Any:
+        # Without describe(), registering calls collect(): the probe would run when the runner is
+        # created and its value be served, stale, for max_age.
+        yield GaugeMetricFamily(self._name, self._documentation)
+
     def collect(self) -> Any:
         if time.monotonic() - self._at > self._max_age:
             self._value = self._probe()
