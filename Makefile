@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 ENV_FILE ?= .env
 
 .PHONY: run test test-unit lint format bench clean up up-monitoring down logs image
+.PHONY: web clean-web bench-terminal
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +45,35 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# ---- the browser terminal (client/web): npm ci + tsc + esbuild into client/web/dist (not committed)
+NPM ?= npm
+WEB := client/web
+WEB_BUNDLE := $(WEB)/dist/index.html
+WEB_DEPS := $(WEB)/node_modules/.package-lock.json
+WEB_SOURCES := $(WEB)/package.json $(WEB)/build.mjs $(WEB)/tsconfig.json $(WEB)/index.html $(wildcard $(WEB)/src/*)
+
+$(WEB_DEPS): $(WEB)/package-lock.json
+	@command -v $(NPM) >/dev/null || { echo "npm is needed to build the browser terminal (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(WEB) && $(NPM) ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+$(WEB_BUNDLE): $(WEB_DEPS) $(WEB_SOURCES)
+	cd $(WEB) && $(NPM) run --silent build
+
+## web: build the browser terminal (served at /ui/terminal with DOCKER_RUNNER_UI=true)
+web: $(WEB_BUNDLE)
+
+# the runner serves the bundle and the browser tests drive it: built when missing or older than its sources
+run test: $(WEB_BUNDLE)
+
+## bench-terminal: keystroke-to-echo latency in Chromium beside a raw WebSocket client
+bench-terminal: $(STAMP) $(WEB_BUNDLE)
+	$(BIN)/python bench/terminal.py
+
+clean-web:
+	rm -rf $(WEB)/node_modules $(WEB)/dist
+clean: clean-web
 
 # ---- deploy: the runner (and its monitoring) under docker-compose --------------------------
 COMPOSE ?= docker-compose

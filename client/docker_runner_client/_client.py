@@ -418,6 +418,20 @@ class HttpDockerRunnerClient:
         """A single-use ticket a browser appends to ``path`` (exact path and query) to open it."""
         return self._run(routes.ticket(path, ttl_ms))
 
+    def terminal_url(
+        self,
+        container_id: str,
+        command: str | list[str] | None = None,
+        *,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        ttl_ms: int | None = None,
+    ) -> str:
+        """A link to the runner's browser terminal (``/ui/terminal``, served with DOCKER_RUNNER_UI=true)
+        on a tty exec of ``command`` (``/bin/sh`` when None); it opens one session, within ``ttl_ms``."""
+        target = routes.terminal_target(container_id, command, workdir, env)
+        return routes.terminal_page_url(self.base_url, self.ticket(target, ttl_ms))
+
     def run(
         self,
         image: str,
@@ -719,6 +733,18 @@ class AsyncHttpDockerRunnerClient:
 
     async def ticket(self, path: str, ttl_ms: int | None = None) -> Ticket:
         return await self._run(routes.ticket(path, ttl_ms))
+
+    async def terminal_url(
+        self,
+        container_id: str,
+        command: str | list[str] | None = None,
+        *,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        ttl_ms: int | None = None,
+    ) -> str:
+        target = routes.terminal_target(container_id, command, workdir, env)
+        return routes.terminal_page_url(self.base_url, await self.ticket(target, ttl_ms))
 
     async def run(
         self,

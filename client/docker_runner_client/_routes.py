@@ -239,6 +239,22 @@ def interactive_exec_target(
     return "/v1/exec/interactive/ws?" + urlencode(_present(query), quote_via=quote)
 
 
+TERMINAL_PAGE = "/ui/terminal"
+TERMINAL_SHELL = ["/bin/sh"]
+
+
+def terminal_target(
+    container_id: str, command: str | list[str] | None, workdir: str | None, env: Mapping[str, str] | None
+) -> str:
+    """The exec WebSocket a browser terminal opens: a tty, ``/bin/sh`` unless a command is given."""
+    return interactive_exec_target(container_id, command or TERMINAL_SHELL, True, False, workdir, env)
+
+
+def terminal_page_url(base_url: str, ticket: Ticket) -> str:
+    """The runner's terminal page, with the ticketed WebSocket URL in its fragment (never sent to a server)."""
+    return f"{base_url.rstrip('/')}{TERMINAL_PAGE}#{ticket.url(base_url)}"
+
+
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 

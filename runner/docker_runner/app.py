@@ -17,6 +17,7 @@ from .observe import RequestObserver
 from .openapi import openapi_config, openapi_document
 from .reaper import reap_forever
 from .routes import archives, containers, exec, health, images, interactive, jobs, metrics, streams, workloads
+from .routes.ui import ROUTES as UI_ROUTES
 from .runtime import Runtime, provide_runtime
 from .settings import Settings
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *metrics.ROUTES,
             *workloads.ROUTES,
             *jobs.ROUTES,
+            *(UI_ROUTES if settings.ui else []),  # the browser terminal, off by default
             openapi_document,
         ],
         middleware=[auth],

@@ -34,6 +34,7 @@ class ApiError(Exception):
         *,
         retryable: bool = False,
         details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -41,6 +42,7 @@ class ApiError(Exception):
         self.message = message
         self.retryable = retryable
         self.details = details or {}
+        self.headers = headers or {}
 
     def envelope(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.retryable}
@@ -95,7 +97,9 @@ def from_engine(status: int, message: str) -> ApiError:
 
 
 def _response(error: ApiError) -> Response[Any]:
-    return Response(content=error.envelope(), status_code=error.status, media_type=MediaType.JSON)
+    return Response(
+        content=error.envelope(), status_code=error.status, media_type=MediaType.JSON, headers=error.headers or None
+    )
 
 
 def _from_validation(exc: ValidationException) -> ApiError:

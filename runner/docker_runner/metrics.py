@@ -42,7 +42,8 @@ class _CachedProbe(Collector):
         self._at = float("-inf")
 
     def describe(self) -> Any:
-        # without it, registering would collect, and cache an engine count older than any scrape
+        # Without describe(), registering calls collect(): the probe would run when the runner is
+        # created and its value be served, stale, for max_age.
         yield GaugeMetricFamily(self._name, self._documentation)
 
     def collect(self) -> Any:

@@ -116,6 +116,8 @@ class Settings:
     job_buffer_bytes: int = 2 * 1024 * 1024
     job_max_line_bytes: int = 1024 * 1024
     job_history: int = 100
+    ui: bool = False
+    ui_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.shared_secret:
@@ -196,4 +198,6 @@ class Settings:
             job_buffer_bytes=_int(env, "DOCKER_RUNNER_JOB_BUFFER_BYTES", 2 * 1024 * 1024, minimum=1),
             job_max_line_bytes=_int(env, "DOCKER_RUNNER_JOB_MAX_LINE_BYTES", 1024 * 1024, minimum=1),
             job_history=_int(env, "DOCKER_RUNNER_JOB_HISTORY", 100, minimum=1),
+            ui=_bool(env, "DOCKER_RUNNER_UI", False),
+            ui_dir=Path(ui_dir) if (ui_dir := env.get("DOCKER_RUNNER_UI_DIR", "").strip()) else None,
         )

@@ -64,6 +64,13 @@ class TicketBook:
 
     def redeem(self, target_with_ticket: str) -> None:
         """Accept the ticket at the end of this target once, or raise 401 invalid_ticket."""
+        self._used.remember(self._unused_nonce(target_with_ticket))
+
+    def check(self, target_with_ticket: str) -> None:
+        """Raise what :meth:`redeem` would raise, without using the ticket (why a browser was refused)."""
+        self._unused_nonce(target_with_ticket)
+
+    def _unused_nonce(self, target_with_ticket: str) -> str:
         split = split_ticket(target_with_ticket)
         if split is None:
             raise invalid_ticket("the ticket must be the last query parameter")
@@ -78,6 +85,7 @@ class TicketBook:
             raise invalid_ticket("issued for another path or query")
         if self._clock_ms() > int(payload["e"]):
             raise invalid_ticket("expired")
-        if self._used.seen(str(payload["n"])):
+        nonce = str(payload["n"])
+        if self._used.seen(nonce):
             raise invalid_ticket("already used")
-        self._used.remember(str(payload["n"]))
+        return nonce

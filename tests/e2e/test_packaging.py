@@ -204,6 +204,35 @@ def test_image_serves_under_compose(docker_api: docker.APIClient, runner_image: 
     assert made == [], "the runner's own containers should have been removed through it"
 
 
+@pytest.mark.docker
+def test_image_serves_the_browser_terminal(docker_api: docker.APIClient, runner_image: BuiltImage) -> None:
+    """The image carries the built terminal bundle: with DOCKER_RUNNER_UI=true, /ui/terminal is served."""
+    environment = {
+        "DOCKER_RUNNER_SHARED_SECRET": secrets.token_urlsafe(48),
+        "DOCKER_RUNNER_UI": "true",
+        "DOCKER_HOST": "unix:///nonexistent.sock",  # the page needs no engine
+    }
+    container = docker_api.create_container(runner_image.tag, environment=environment, labels=dict(SESSION_LABELS))
+    probe = (
+        "import urllib.request as r; base = 'http://127.0.0.1:7071/ui/terminal'; "
+        "page = r.urlopen(base, timeout=2); script = r.urlopen(base + '/page.js', timeout=2).read(); "
+        "print(page.status, page.headers.get_content_type(), len(script))"
+    )
+
+    def served() -> str | None:
+        run = docker_api.exec_create(container["Id"], ["python3", "-c", probe])
+        output = docker_api.exec_start(run["Id"]).decode()
+        return output if docker_api.exec_inspect(run["Id"])["ExitCode"] == 0 else None
+
+    try:
+        docker_api.start(container["Id"])
+        status, content_type, script_bytes = wait_for(served, timeout=60, interval=0.5, what="/ui/terminal").split()
+    finally:
+        docker_api.remove_container(container["Id"], force=True)
+    assert (status, content_type) == ("200", "text/html")
+    assert int(script_bytes) > 100_000  # xterm.js and the page, bundled
+
+
 # ---- 3: Prometheus config and rules ---------------------------------------------------------
 
 ALERTS = ("DockerRunnerDown", "DockerRunnerEngineUnreachable", "DockerRunnerHigh5xxRate", "DockerRunnerExecTimeouts")

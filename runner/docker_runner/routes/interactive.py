@@ -6,19 +6,23 @@ import base64
 import binascii
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
-from litestar import WebSocket, get, websocket
+from litestar import Request, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.openapi import ResponseSpec
 
-from ..auth import OPEN_ROUTE, TICKETS_ACCEPTED, refuse_upgrade
+from ..auth import OPEN_ROUTE, TICKETS_ACCEPTED, refuse_upgrade, request_target
 from ..demux import STDERR, FrameDemuxer
 from ..errors import ApiError
 from ..interactive import ExecQuery, InteractiveExec
 from ..observe import note
-from ..openapi import errors
+from ..openapi import ErrorEnvelope
 from ..output_buffer import TailBuffer
 from ..runtime import RuntimeDep
+from ..settings import Settings
+from ..tickets import split_ticket
 
 PATH = "/v1/exec/interactive/ws"
 EXIT_TAIL_BYTES = 256 * 1024
@@ -34,6 +38,19 @@ def _error_frame(error: ApiError) -> dict[str, Any]:
         "retryable": error.retryable,
         "status": error.status,
     }
+
+
+def origin_allowed(settings: Settings, origin: str, host: str | None) -> bool:
+    """A browser Origin listed in DOCKER_RUNNER_ALLOWED_ORIGINS; with the UI on, also the runner's
+    own pages (the Origin names the host the browser is talking to: /ui/terminal)."""
+    origin = origin.rstrip("/")
+    if origin in settings.allowed_origins:
+        return True
+    return settings.ui and host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def _origin_refused(origin: str, headers: dict[str, str] | None = None) -> ApiError:
+    return ApiError(403, "origin_not_allowed", f"Origin {origin} may not open an exec session", headers=headers)
 
 
 def _b64(data: bytes) -> str:
@@ -159,9 +176,8 @@ class Relay:
 @websocket(PATH, opt={TICKETS_ACCEPTED: True})
 async def interactive_exec(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep) -> None:
     origin = socket.headers.get("origin")
-    if origin is not None and origin.rstrip("/") not in runtime.settings.allowed_origins:
-        error = ApiError(403, "origin_not_allowed", f"Origin {origin} may not open an exec session")
-        await refuse_upgrade(socket.scope, socket.send, error)
+    if origin is not None and not origin_allowed(runtime.settings, origin, socket.headers.get("host")):
+        await refuse_upgrade(socket.scope, socket.send, _origin_refused(origin))
         return
     await socket.accept()
     try:
@@ -188,9 +204,42 @@ async def interactive_exec(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep
             runtime.metrics.exec_kills.labels(reason="disconnect").inc()
 
 
-@get(PATH, opt={OPEN_ROUTE: True}, responses={426: errors(426)[426]}, security=[], sync_to_thread=False)
-def interactive_exec_without_upgrade() -> None:
-    raise ApiError(426, "upgrade_required", "This route speaks WebSocket: send an upgrade request")
+_DIAGNOSES = {
+    401: "invalid_ticket: the upgrade of this URL would be refused (the message says why: already used, expired, ...)",
+    403: "origin_not_allowed: the upgrade from this Origin would be refused",
+    426: "upgrade_required: the upgrade of this URL would be accepted",
+}
+# Any page may read why it was refused: the answer tells only what the ticket's holder can learn by using it.
+_READABLE_ANYWHERE = {"access-control-allow-origin": "*"}
+
+
+@get(
+    PATH,
+    opt={OPEN_ROUTE: True},
+    responses={
+        status: ResponseSpec(data_container=ErrorEnvelope, description=meaning, generate_examples=False)
+        for status, meaning in _DIAGNOSES.items()
+    },
+    security=[],
+    sync_to_thread=False,
+)
+def interactive_exec_without_upgrade(request: Request[Any, Any, Any], runtime: RuntimeDep) -> None:
+    """426: this route speaks WebSocket. [ext] Browsers do not show why an upgrade was refused, so
+    the same URL as a plain GET tells, without using its ticket: 403 ``origin_not_allowed`` or 401
+    ``invalid_ticket`` (already used, expired, ...) where the upgrade would be refused, else 426."""
+    origin = request.headers.get("origin")
+    if origin is not None and not origin_allowed(runtime.settings, origin, request.headers.get("host")):
+        raise _origin_refused(origin, _READABLE_ANYWHERE)
+    target = request_target(request.scope)
+    if split_ticket(target) is not None:
+        try:
+            runtime.tickets.check(target)
+        except ApiError as error:
+            error.headers.update(_READABLE_ANYWHERE)
+            raise
+    raise ApiError(
+        426, "upgrade_required", "This route speaks WebSocket: send an upgrade request", headers=_READABLE_ANYWHERE
+    )
 
 
 ROUTES = [interactive_exec, interactive_exec_without_upgrade]
