@@ -9,7 +9,7 @@ do), one busybox container, and two tty ``/bin/sh`` sessions in it:
   buffer (``onWriteParsed`` with that character in the cell left of the cursor). So the figure is
   what a person sees: xterm's key handling, the stdin frame (UTF-8, base64, JSON), the runner, the
   exec's tty echo, the stdout frame back, and xterm's parse. The next key is pressed once the
-  echo is in.
+  echo is in (parsed, not yet drawn: see below).
 - raw: a Python ``websockets`` client on the same route (signed upgrade, per-message deflate as
   Chromium negotiates it): ``perf_counter`` from sending the one-character stdin frame to receiving
   the stdout frame that holds it.
@@ -19,14 +19,24 @@ line, then Enter. The two ways alternate line by line, after a warm-up line each
 are over ``--keys`` keystrokes per way (default 200). Target: browser p50 under 30 ms and within
 10 ms of raw. The load average is printed at both ends: the figures move with the machine's load.
 
-Where the browser's extra time goes (seen with a Chromium trace): the runner answers within 2-4 ms,
-but after a keystroke that needs a new frame, Chromium holds the renderer's other tasks, the
-WebSocket message included, until that frame is drawn (its DeferRendererTasksAfterInput feature,
-on by default). In headless Chromium that is 10-15 ms after the key, so the echo reaches xterm just
-after the next frame. ``--chromium-arg=--disable-features=DeferRendererTasksAfterInput`` turns the
-feature off, which shows what the page and the runner cost alone. A plain <textarea> page that
-sends on keydown shows the same: about 2 ms when the key changes nothing on screen, about 13 ms
-when it does.
+Where the browser's extra time goes (seen with a Chromium trace, then by experiment): the runner
+answers within 2-4 ms, but when a main frame is already pending as Chromium finishes handling an
+input event, it holds the renderer's other per-frame tasks, the WebSocket message included, until
+that frame is drawn (its DeferRendererTasksAfterInput feature, on by default; its default policy
+defers every per-frame task type). Here the pending frame is the previous echo's: the next key is
+pressed as soon as the echo is parsed, before xterm has drawn it (xterm draws on the next animation
+frame). The key itself asks for no frame: xterm cancels it and changes nothing on screen until
+the echo, and skipping xterm's key handling altogether changes nothing (p50 13.8 ms).
+So the browser figure here is one frame of deferral that typing at a person's pace does not meet:
+with the same page, pressing each key once the previous echo is drawn (a requestAnimationFrame,
+then a timeout) gave p50 2.4 ms, p95 4.0 (raw 0.97 / 1.46, 200 keys, load 0.4); pausing 20 ms
+or 100 ms between keys gave p50 2.9 and 3.5 ms (100 and 60 keys). The flag
+``--chromium-arg=--disable-features=DeferRendererTasksAfterInput`` turns the feature off: p50 2.7 ms.
+Owning the socket in a dedicated Web Worker does not help: the worker had the echo 2.6 ms after
+the keydown, but its postMessage to the page (a per-frame task too) was held 10.7 ms (p50), and
+the browser p50 stayed 13.6 ms. A plain <textarea> page that sends on keydown shows the same:
+about 2 ms when the key changes nothing on screen, about 13 ms when it does (the typed character
+is then the pending frame).
 
     .venv/bin/python bench/terminal.py [--keys 200] [--json PATH] [--chromium-arg FLAG ...]
 """
