@@ -65,7 +65,7 @@ _MESSAGE_CODES = (
     (re.compile(r"^no such exec", re.I), "no_such_exec"),
     (re.compile(r"^(get .*: )?no such volume", re.I), "no_such_volume"),
     (re.compile(r"^container .* is not running", re.I), "container_not_running"),
-    (re.compile(r"^container .* is paused", re.I), "container_paused"),
+    (re.compile(r"^container .* is paused", re.I), "container_not_running"),  # PROTOCOL 3.2: running, or 409
     (re.compile(r"is already in progress", re.I), "removal_in_progress"),
     (re.compile(r"^could not find the file|^lstat .*: no such file or directory", re.I), "no_such_path"),
     (re.compile(r"pull access denied|manifest unknown|repository .* not found", re.I), "image_not_found"),
@@ -137,6 +137,8 @@ def to_api_error(exc: Exception) -> ApiError:
         return exc
     if isinstance(exc, ValidationException):
         return _from_validation(exc)
+    if isinstance(exc, RecursionError):  # Litestar's JSON decoder lets it through for a too deeply nested body
+        return ApiError(400, "validation_error", "The request body is nested too deeply")
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return ApiError(exc.status_code, code, str(exc.detail))

@@ -12,7 +12,6 @@ import contextlib
 import enum
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Any
 from .demux import STDERR, FrameDemuxer
 from .engine import APIClient
 from .output_buffer import TailBuffer
+from .socket_wait import wait_for
 
 log = logging.getLogger("docker_runner.exec")
 
@@ -194,13 +194,10 @@ def _pump(raw: socket.socket, spec: ExecSpec, sink: _OutputSink, cancel: Cancell
             return Ending.TIMEOUT
         if now >= idle_deadline:
             return Ending.IDLE_TIMEOUT
-        wait = min(total_deadline, idle_deadline) - now
-        writers = [raw] if stdin is not None else []
-        readers: list[socket.socket | int] = [raw, cancel.fileno()]
-        readable, writable, _ = select.select(readers, writers, [], None if wait == float("inf") else wait)
-        if cancel.fileno() in readable:
+        ready = wait_for(raw, cancel.fileno(), stdin is not None, min(total_deadline, idle_deadline) - now)
+        if ready.cancelled:
             return Ending.CANCELLED
-        if writable and stdin is not None:
+        if ready.writable and stdin is not None:
             try:
                 sent += raw.send(stdin[sent : sent + READ_BYTES])
             except (BlockingIOError, InterruptedError):
@@ -211,7 +208,7 @@ def _pump(raw: socket.socket, spec: ExecSpec, sink: _OutputSink, cancel: Cancell
                 stdin = None
                 with contextlib.suppress(OSError):
                     raw.shutdown(socket.SHUT_WR)
-        if raw in readable:
+        if ready.readable:
             try:
                 data = raw.recv(READ_BYTES)
             except (BlockingIOError, InterruptedError):
@@ -222,6 +219,13 @@ def _pump(raw: socket.socket, spec: ExecSpec, sink: _OutputSink, cancel: Cancell
                 return Ending.EXITED
             sink.feed(data)
             idle_deadline = time.monotonic() + idle_seconds
+
+
+def _close(stream: Any, raw: socket.socket) -> None:
+    # Closed before any kill: the engine stalls every exec of a container while one exec's
+    # output is not drained, the kill's own exec included.
+    stream.close()
+    raw.close()
 
 
 def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller) -> ExecOutcome:
@@ -248,11 +252,11 @@ def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller) -> ExecOutcome:
         sink.feed(take_buffered(stream, raw))
         raw.setblocking(False)
         ending = _pump(raw, spec, sink, cancel, started)
-    finally:
-        # Closed before any kill: the engine stalls every exec of a container while one exec's
-        # output is not drained, the kill's own exec included.
-        stream.close()
-        raw.close()
+    except BaseException:
+        _close(stream, raw)
+        kill_marked_processes(api, spec.container_id, marker)  # a started command never outlives its run
+        raise
+    _close(stream, raw)
     if ending is Ending.CANCELLED or (spec.kill_on_timeout and ending is not Ending.EXITED):
         killed = kill_marked_processes(api, spec.container_id, marker)
     exit_code = wait_exit_code(api, exec_id) if ending is Ending.EXITED or killed else None

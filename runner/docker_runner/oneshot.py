@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
-import select
 import shlex
 import socket
 import time
@@ -26,6 +25,7 @@ from .demux import STDERR, FrameDemuxer
 from .engine import APIClient
 from .exec_run import Canceller, raw_socket
 from .output_buffer import TailBuffer
+from .socket_wait import wait_for
 
 BOOTSTRAP = 'IFS= read -r line && eval "$(printf %s "$line" | base64 -d)"'
 READ_BYTES = 64 * 1024
@@ -170,15 +170,13 @@ def run(
         if wait <= 0:
             timed_out = True
             break
-        writers = [raw] if pending else []
-        readers: list[socket.socket | int] = [raw, cancel.fileno()]
-        readable, writable, _ = select.select(readers, writers, [], None if wait == float("inf") else wait)
-        if cancel.fileno() in readable:
+        ready = wait_for(raw, cancel.fileno(), bool(pending), wait)
+        if ready.cancelled:
             cancelled = True
             break
-        if writable:
+        if ready.writable:
             pending = _write_some(raw, pending)
-        if raw in readable:
+        if ready.readable:
             data = _read_some(raw)
             if data == b"":
                 break  # the container ended without a marker: it was killed, or died

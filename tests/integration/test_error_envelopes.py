@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +35,28 @@ def test_malformed_json_is_400(runner: RunningServer) -> None:
     )
     assert (response.status_code, error_of(response)["code"]) == (400, "validation_error")
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_deeply_nested_json_is_400_or_401_never_500(runner: RunningServer, signed: bool) -> None:
+    """A body nested past any recursion limit is refused with an envelope, signed or not."""
+    body = b"[" * 100_000 + b"]" * 100_000
+    headers = {"content-type": "application/json"}
+    if signed:
+        response = signed_request(runner.url, "POST", "/v1/containers/start", content=body, headers=headers)
+    else:
+        forged = {"x-dr-timestamp": str(int(time.time() * 1000)), "x-dr-nonce": str(uuid.uuid4()), "x-dr-signature": "AA=="}
+        response = httpx.post(runner.url + "/v1/containers/start", content=body, headers=headers | forged)
+    assert (response.status_code, error_of(response)["code"]) == (
+        (400, "validation_error") if signed else (401, "invalid_signature")
+    )
+
+
+def test_timestamp_of_thousands_of_digits_is_401(runner: RunningServer) -> None:
+    """A timestamp past Python's int() digit limit is timestamp_out_of_range, not a 500."""
+    headers = {"x-dr-timestamp": "9" * 5000, "x-dr-nonce": str(uuid.uuid4()), "x-dr-signature": "AA=="}
+    response = httpx.get(runner.url + "/v1/containers/inspect?containerId=x", headers=headers)
+    assert (response.status_code, error_of(response)["code"]) == (401, "timestamp_out_of_range")
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import resource
 import time
 import uuid
@@ -64,6 +65,35 @@ def test_zero_timeouts_mean_no_bound(client: HttpDockerRunnerClient, container: 
     options = ExecOptions(timeout_ms=0, idle_timeout_ms=0)
     result = client.exec_run(container.container_id, "sleep 1.5; echo done", options)
     assert (result.stdout, result.exit_code) == ("done\n", 0)
+
+
+def test_bounds_of_years_are_accepted(runner: RunningServer, container: StartedContainer) -> None:
+    """A "forever" bound (JavaScript's largest safe integer) runs the command like any other."""
+    forever = 2**53 - 1
+    body = {"containerId": container.container_id, "command": "echo done", "options": {"timeoutMs": forever}}
+    body_idle = {**body, "options": {"idleTimeoutMs": forever}}
+    for request in (body, body_idle):
+        response = signed_request(runner.url, "POST", "/v1/exec/run", json_body=request, timeout=30)
+        assert (response.status_code, response.json()["stdout"]) == (200, "done\n")
+
+
+def test_exec_works_past_descriptor_1024(
+    client: HttpDockerRunnerClient, container: StartedContainer, docker_api: docker.APIClient
+) -> None:
+    """With the runner's descriptors numbered past 1024 (a busy runner), exec runs and timeouts still work."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert client.exec_run(container.container_id, "echo high").stdout == "high\n"
+        with pytest.raises(ExecTimeout):
+            client.exec_run(container.container_id, "sleep 7771", ExecOptions(timeout_ms=300))
+        assert "sleep 7771" not in processes(docker_api, container.container_id)
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_undecodable_output_is_replaced(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
@@ -152,6 +182,20 @@ def test_missing_and_stopped_containers(client: HttpDockerRunnerClient) -> None:
         assert caught.value.code == "container_not_running"
     finally:
         client.remove_container(stopped.container_id, force=True)
+
+
+def test_paused_container_is_not_running(
+    client: HttpDockerRunnerClient, container: StartedContainer, docker_api: docker.APIClient
+) -> None:
+    """An exec in a paused container is 409 container_not_running, as PROTOCOL 3.2 names it."""
+    docker_api.pause(container.container_id)
+    try:
+        with pytest.raises(Conflict) as caught:
+            client.exec_run(container.container_id, "true")
+        assert caught.value.code == "container_not_running"
+        assert "paused" in caught.value.message
+    finally:
+        docker_api.unpause(container.container_id)
 
 
 def test_client_disconnect_kills_the_exec(
