@@ -1,6 +1,6 @@
 """TTL reaping: managed containers created with ``ttlSeconds`` are removed once untouched that long.
 
-Last use lives in memory; a container the runner has no record of (it restarted) counts as used
+Last use lives in memory, and a running exec counts as use; a container the runner has no record of (it restarted) counts as used
 when the runner started, so a restart delays reaping by at most one TTL and never reaps early.
 Each runner reaps only the containers labelled with its own instance name
 (``DOCKER_RUNNER_INSTANCE``), which a restart keeps.
@@ -39,6 +39,16 @@ class TouchLog:
     def forget(self, container_id: str) -> None:
         self._last_use.pop(container_id, None)
 
+    def keep_only(self, container_ids: Iterable[str]) -> None:
+        """Drop the records of containers that are gone or carry no TTL: the log stays as small as
+        the set of containers it can still reap."""
+        keep = set(container_ids)
+        for container_id in [known for known in self._last_use if known not in keep]:
+            del self._last_use[container_id]
+
+    def __contains__(self, container_id: object) -> bool:
+        return container_id in self._last_use
+
     def now(self) -> float:
         return self._clock()
 
@@ -62,13 +72,29 @@ def _remove(api: APIClient, container_id: str) -> None:
     api.remove_container(container_id, force=True, v=True)
 
 
+def _runs_an_exec(api: APIClient, container_id: str) -> bool:
+    """Is a command running in the container right now (an exec run, a terminal)? That is use."""
+    for exec_id in api.inspect_container(container_id).get("ExecIDs") or []:
+        try:
+            if api.exec_inspect(exec_id).get("Running"):
+                return True
+        except Exception as exc:
+            if getattr(exc, "status_code", None) != 404:
+                return True  # in doubt, not this round
+    return False
+
+
 async def reap_once(engine: Engine, touches: TouchLog, instance: str) -> list[str]:
     # Only this runner's containers: another runner on the same engine keeps its own touches.
     filters = {"label": [f"{MANAGED_LABEL}=true", f"{INSTANCE_LABEL}={instance}", TTL_LABEL]}
     listed = await engine.run(lambda api: api.containers(all=True, filters=filters))
+    touches.keep_only(str(item["Id"]) for item in listed)
     removed = []
     for container_id in expired_ids(listed, touches):
         try:
+            if await engine.run(functools.partial(_runs_an_exec, container_id=container_id)):
+                touches.touch(container_id)
+                continue
             await engine.run(functools.partial(_remove, container_id=container_id))
         except Exception as exc:  # gone already, or the engine is away: the next round tries again
             log.info("reaper could not remove %s: %s", container_id[:12], exc)

@@ -35,6 +35,23 @@ def test_touch_keeps_a_container_alive(client: HttpDockerRunnerClient, docker_ap
     wait_for(lambda: not _exists(docker_api, started.container_id), timeout=15, what="the TTL reaper")
 
 
+def test_a_running_exec_counts_as_use(client: HttpDockerRunnerClient, docker_api: docker.APIClient) -> None:
+    """A container is not reaped under a command that outlasts its TTL; once idle again, it is."""
+    started = client.start_container(sleeper_opts(ttl_seconds=1))
+    result = client.exec_run(started.container_id, "sleep 3; echo survived")
+    assert (result.stdout, result.exit_code) == ("survived\n", 0)
+    wait_for(lambda: not _exists(docker_api, started.container_id), timeout=15, what="the TTL reaper")
+
+
+def test_records_of_gone_containers_are_dropped(runner: RunningServer, client: HttpDockerRunnerClient) -> None:
+    """The reaper's memory holds only containers it can still reap: removed ones are forgotten."""
+    started = client.start_container(sleeper_opts(ttl_seconds=600))
+    client.touch_container(started.container_id)
+    client.remove_container(started.container_id, force=True)
+    touches = runner.runtime.touches
+    wait_for(lambda: started.container_id not in touches, timeout=10, what="the record to go")
+
+
 def test_containers_without_ttl_are_left_alone(runner: RunningServer, client: HttpDockerRunnerClient) -> None:
     started = client.start_container(sleeper_opts())
     try:
