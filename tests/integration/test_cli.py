@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -69,3 +70,31 @@ def _answers(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_json_log_format_from_the_environment(tmp_path: Path) -> None:
+    """DOCKER_RUNNER_LOG_FORMAT=json: the process writes its request lines as one JSON object each."""
+    port = _free_port()
+    env = _env(
+        DOCKER_RUNNER_SHARED_SECRET="s" * 40,
+        DOCKER_RUNNER_LOG_FORMAT="json",
+        DOCKER_RUNNER_PORT=str(port),
+        DOCKER_HOST="unix:///nonexistent.sock",
+    )
+    process = subprocess.Popen(RUNNER, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _answers(port), timeout=30, what="the runner to listen")
+        httpx.get(f"http://127.0.0.1:{port}/v1/ready", headers={"x-request-id": "json-line-check"})
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    request_lines = [json.loads(line) for line in stderr.splitlines() if "json-line-check" in line]
+    assert len(request_lines) == 1
+    line = request_lines[0]
+    assert (line["logger"], line["route"], line["status"], line["method"]) == (
+        "docker_runner.requests",
+        "/v1/ready",
+        503,
+        "GET",
+    )
+    assert "s" * 40 not in stderr

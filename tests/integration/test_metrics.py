@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from docker_runner.log_format import JsonFormatter
 from docker_runner_client import ExecOptions, ExecTimeout, HttpDockerRunnerClient, NotFound
 from tests.conftest import sleeper_opts
+from tests.support.docker_env import TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import signed_request
 from tests.support.waiting import wait_for
@@ -157,6 +158,31 @@ def test_exec_line_names_the_container(fresh: RunningServer, caplog: pytest.LogC
             client.remove_container(started.container_id, force=True)
     fields = [getattr(r, "fields", {}) for r in caplog.records if r.name == "docker_runner.requests"]
     assert any(f.get("containerId") == started.container_id and f.get("route") == "/v1/exec/run" for f in fields)
+
+
+def test_container_routes_log_the_container_and_image(fresh: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    """start logs the image and the new container id; the other container routes log the id they act on."""
+    with (
+        HttpDockerRunnerClient(fresh.url, TEST_SECRET) as client,
+        caplog.at_level(logging.INFO, logger="docker_runner.requests"),
+    ):
+        started = client.start_container(sleeper_opts())
+        client.inspect_container(started.container_id)
+        client.container_labels(started.container_id)
+        client.touch_container(started.container_id)
+        client.stop_container(started.container_id, timeout_sec=0)
+        client.remove_container(started.container_id, force=True)
+        client.ensure_image(TEST_IMAGE)
+    fields = {
+        getattr(r, "fields", {}).get("route"): getattr(r, "fields", {})
+        for r in caplog.records
+        if r.name == "docker_runner.requests"
+    }
+    start = fields["/v1/containers/start"]
+    assert (start.get("image"), start.get("containerId")) == (TEST_IMAGE, started.container_id)
+    for route in ("inspect", "labels", "touch", "stop", "remove"):
+        assert fields[f"/v1/containers/{route}"].get("containerId") == started.container_id, route
+    assert fields["/v1/images/ensure"].get("image") == TEST_IMAGE
 
 
 def test_engine_down_shows_as_zero(tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ import msgspec
 from litestar import Request, get, post, put
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
+from litestar.types import Scope
 
 from .. import archives
 from ..auth import STREAMED_BODY, spooled_body
 from ..container_spec import NonEmptyStr
 from ..errors import validation_error
+from ..observe import note
 from ..openapi import TarDownload, TarUpload, errors
 from ..runtime import RuntimeDep
 
@@ -29,7 +31,8 @@ class PutArchiveBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True)
 
 
 @post("/v1/containers/putArchive", status_code=204, responses=errors())
-async def put_archive_json(data: JSONBody[PutArchiveBody], runtime: RuntimeDep) -> None:
+async def put_archive_json(data: JSONBody[PutArchiveBody], scope: Scope, runtime: RuntimeDep) -> None:
+    note(scope, containerId=data.container_id)
     try:
         payload = base64.b64decode(data.payload_base64, validate=True)
     except (binascii.Error, ValueError):
@@ -52,14 +55,16 @@ async def put_archive_raw(
     request: Request[Any, Any, Any],
     runtime: RuntimeDep,
 ) -> None:
+    note(request.scope, containerId=container_id)
     container_id = await runtime.scope.container(container_id)
     await archives.put(runtime.engine, container_id, path, spooled_body(request.scope))
 
 
 @get("/v1/containers/{container_id:str}/archive", responses=errors(), operation_class=TarDownload)
 async def get_archive_raw(
-    container_id: Annotated[str, PathParameter()], path: PathQuery, runtime: RuntimeDep
+    container_id: Annotated[str, PathParameter()], path: PathQuery, scope: Scope, runtime: RuntimeDep
 ) -> Stream:
+    note(scope, containerId=container_id)
     container_id = await runtime.scope.container(container_id)
     archive = await archives.open_archive(runtime.engine, container_id, path)
 

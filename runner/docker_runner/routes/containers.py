@@ -7,10 +7,12 @@ from typing import Annotated, Any
 import msgspec
 from litestar import get, post
 from litestar.params import JSONBody, QueryParameter
+from litestar.types import Scope
 
 from .. import containers
 from ..container_spec import ContainerOpts, NonEmptyStr, build_create_body
 from ..errors import validation_error
+from ..observe import note
 from ..openapi import errors
 from ..runtime import RuntimeDep
 
@@ -56,38 +58,45 @@ class ContainerIds(msgspec.Struct, rename="camel"):
 
 
 @post("/v1/containers/start", status_code=200, responses=errors())
-async def start_container(data: JSONBody[ContainerOpts], runtime: RuntimeDep) -> StartedContainer:
+async def start_container(data: JSONBody[ContainerOpts], scope: Scope, runtime: RuntimeDep) -> StartedContainer:
+    note(scope, image=data.image)
     body = build_create_body(data, runtime.settings.instance)
     started = await containers.create_and_start(
         runtime.engine, runtime.checker, runtime.scope, body, data.name, data.platform
     )
     runtime.touches.touch(started["containerId"])
+    note(scope, containerId=started["containerId"])
     return StartedContainer(started["containerId"], started["name"], started["status"])
 
 
 @post("/v1/containers/stop", status_code=204, responses=errors())
-async def stop_container(data: JSONBody[StopBody], runtime: RuntimeDep) -> None:
+async def stop_container(data: JSONBody[StopBody], scope: Scope, runtime: RuntimeDep) -> None:
+    note(scope, containerId=data.container_id)
     timeout = 10 if data.timeout_sec is None else data.timeout_sec
     await containers.stop(runtime.engine, runtime.scope, data.container_id, timeout)
 
 
 @post("/v1/containers/remove", status_code=204, responses=errors())
-async def remove_container(data: JSONBody[RemoveBody], runtime: RuntimeDep) -> None:
+async def remove_container(data: JSONBody[RemoveBody], scope: Scope, runtime: RuntimeDep) -> None:
+    note(scope, containerId=data.container_id)
     await containers.remove(runtime.engine, runtime.scope, data.container_id, data.force, data.remove_volumes)
 
 
 @get("/v1/containers/inspect", responses=errors())
-async def inspect_container(container_id: ContainerIdQuery, runtime: RuntimeDep) -> dict[str, Any]:
+async def inspect_container(container_id: ContainerIdQuery, scope: Scope, runtime: RuntimeDep) -> dict[str, Any]:
+    note(scope, containerId=container_id)
     return await containers.inspect(runtime.engine, runtime.scope, container_id)
 
 
 @get("/v1/containers/labels", responses=errors())
-async def container_labels(container_id: ContainerIdQuery, runtime: RuntimeDep) -> LabelsAnswer:
+async def container_labels(container_id: ContainerIdQuery, scope: Scope, runtime: RuntimeDep) -> LabelsAnswer:
+    note(scope, containerId=container_id)
     return LabelsAnswer(await containers.labels(runtime.engine, runtime.scope, container_id))
 
 
 @get("/v1/containers/networks", responses=errors())
-async def container_networks(container_id: ContainerIdQuery, runtime: RuntimeDep) -> NetworksAnswer:
+async def container_networks(container_id: ContainerIdQuery, scope: Scope, runtime: RuntimeDep) -> NetworksAnswer:
+    note(scope, containerId=container_id)
     return NetworksAnswer(await containers.networks(runtime.engine, runtime.scope, container_id))
 
 
@@ -106,7 +115,8 @@ async def list_by_volume(
 
 
 @post("/v1/containers/touch", status_code=204, responses=errors())
-async def touch_container(data: JSONBody[ContainerRef], runtime: RuntimeDep) -> None:
+async def touch_container(data: JSONBody[ContainerRef], scope: Scope, runtime: RuntimeDep) -> None:
+    note(scope, containerId=data.container_id)
     document = await containers.inspect(runtime.engine, runtime.scope, data.container_id)
     runtime.touches.touch(str(document["Id"]))
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import msgspec
 from litestar import post
 from litestar.params import JSONBody
+from litestar.types import Scope
 
 from .. import containers, images
 from ..container_spec import NonEmptyStr
+from ..observe import note
 from ..openapi import errors
 from ..policy import check_image
 from ..runtime import RuntimeDep
@@ -24,7 +26,8 @@ class RemoveVolumeBody(msgspec.Struct, rename="camel", forbid_unknown_fields=Tru
 
 
 @post("/v1/images/ensure", status_code=204, responses=errors())
-async def ensure_image(data: JSONBody[EnsureImageBody], runtime: RuntimeDep) -> None:
+async def ensure_image(data: JSONBody[EnsureImageBody], scope: Scope, runtime: RuntimeDep) -> None:
+    note(scope, image=data.image)
     check_image(runtime.policy, data.image)
     await images.ensure(runtime.engine, data.image, data.platform)
 
