@@ -117,6 +117,47 @@ def test_compose_config_accepts_base_and_monitoring_overlay(tmp_path: Path) -> N
     assert _container_path(grafana["volumes"], GRAFANA_DIR / "provisioning") == "/etc/grafana/provisioning"
     (provider,) = _yaml(GRAFANA_DIR / "provisioning" / "dashboards" / "docker-runner.yml")["providers"]
     assert _container_path(grafana["volumes"], DASHBOARD.parent) == provider["options"]["path"]
+    assert str(prometheus["environment"]["DOCKER_RUNNER_PORT"]) == "17999"
+
+
+@pytest.mark.docker
+def test_prometheus_scrapes_the_port_of_the_env_file(tmp_path: Path, docker_api: docker.APIClient) -> None:
+    """The overlay's Prometheus entrypoint, run in a busybox shell as in prom/prometheus, writes the
+    scrape target runner:<DOCKER_RUNNER_PORT> before it hands its arguments to Prometheus."""
+    compose_bin = require_tool("docker-compose", "docker-compose")
+    settings = runner_env_file(tmp_path / "runner.env", DOCKER_RUNNER_SHARED_SECRET=secrets.token_urlsafe(48))
+    variables = write_env_file(
+        tmp_path / "compose.env", {"DOCKER_RUNNER_PORT": 17999, "DOCKER_RUNNER_ENV_FILE": settings}
+    )
+    full = yaml.safe_load(compose(compose_bin, variables, [BASE_COMPOSE, MONITORING_COMPOSE], "config").stdout)
+    prometheus = full["services"]["prometheus"]
+    fake_prometheus = tmp_path / "prometheus"
+    fake_prometheus.write_text('#!/bin/sh\ncat /prometheus/targets/runner.json\necho "args: $*"\n')
+    fake_prometheus.chmod(0o755)
+    config_dir = _container_path(prometheus["volumes"], PROMETHEUS_DIR)
+    box = docker_api.create_container(
+        TEST_IMAGE,
+        entrypoint=[part.replace("$$", "$") for part in prometheus["entrypoint"]],  # compose's own escape
+        command=prometheus["command"],
+        environment={key: str(value) for key, value in prometheus["environment"].items()},
+        labels=SESSION_LABELS,
+        host_config=docker_api.create_host_config(
+            binds={str(PROMETHEUS_DIR): {"bind": config_dir, "mode": "ro"}, str(fake_prometheus): "/bin/prometheus"},
+            tmpfs={"/prometheus": ""},
+        ),
+    )
+    try:
+        docker_api.start(box)
+        assert docker_api.wait(box, timeout=60)["StatusCode"] == 0
+        output = docker_api.logs(box).decode()
+    finally:
+        docker_api.remove_container(box, force=True)
+    targets_line, args_line = output.strip().splitlines()
+    assert json.loads(targets_line) == [{"targets": ["runner:17999"]}]
+    assert f"--config.file={config_dir}/prometheus.yml" in args_line.split()
+    config = _yaml(PROMETHEUS_DIR / "prometheus.yml")
+    (job,) = config["scrape_configs"]
+    assert job["file_sd_configs"] == [{"files": ["/prometheus/targets/runner.json"]}]
 
 
 # ---- 2: the image, under compose ------------------------------------------------------------
@@ -260,7 +301,7 @@ def test_promtool_accepts_config_and_rules() -> None:
     assert config["global"]["scrape_interval"] == "15s"
     (job,) = config["scrape_configs"]
     assert (job["job_name"], job["metrics_path"]) == ("docker-runner", "/metrics")
-    assert job["static_configs"] == [{"targets": ["runner:7071"]}]  # the compose service
+    assert job["file_sd_configs"]  # runner:<port>, see test_prometheus_scrapes_the_port_of_the_env_file
     for args in (("check", "config", "prometheus.yml"), ("check", "rules", "alerts.yml")):
         result = _promtool(*args)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -349,7 +390,7 @@ def _hold_until(prometheus_query: Any, expr: str, what: str) -> None:
 
 @pytest.mark.docker
 @pytest.mark.timeout(300)
-def test_every_dashboard_query_has_data(docker_api: docker.APIClient) -> None:
+def test_every_dashboard_query_has_data(docker_api: docker.APIClient, tmp_path: Path) -> None:
     """Every PromQL expression of the Grafana dashboard returns a series with a value from a real
     Prometheus scraping a live runner, and every alert rule evaluates without error."""
     binary = require_tool("prometheus", "prometheus")
@@ -366,7 +407,14 @@ def test_every_dashboard_query_has_data(docker_api: docker.APIClient) -> None:
         config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
         config["rule_files"] = [str(PROMETHEUS_DIR / rule) for rule in config["rule_files"]]
         (job,) = config["scrape_configs"]
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{server.port}"]}]
+        targets_dir = tmp_path / "targets"
+        subprocess.run(
+            ["sh", str(PROMETHEUS_DIR / "write-targets.sh")],
+            env={"TARGETS_DIR": str(targets_dir), "RUNNER_HOST": "127.0.0.1", "DOCKER_RUNNER_PORT": str(server.port)},
+            check=True,
+            timeout=30,
+        )
+        job["file_sd_configs"] = [{"files": [str(targets_dir / "runner.json")], "refresh_interval": "1s"}]
         with running_prometheus(binary, config) as prometheus:
             query = prometheus.query
             _hold_until(query, 'up{job="docker-runner"} == 1', "the first scrape of the runner")
