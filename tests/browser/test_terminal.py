@@ -38,13 +38,22 @@ def _shell(page: Page, client: HttpDockerRunnerClient, box: StartedContainer) ->
 
 
 def test_echo_hello_and_a_screenshot(page: Page, ui_client: HttpDockerRunnerClient, box: StartedContainer) -> None:
-    """Typed keys reach the shell and its output shows; the session is saved as a screenshot."""
+    """Typed keys reach the shell and its output shows; the session is saved as a screenshot (the
+    README's docs/terminal.png is a copy of it)."""
+    page.set_viewport_size({"width": 820, "height": 330})
     terminal = _shell(page, ui_client, box)
     terminal.run("echo hello")
     terminal.wait_line("hello")
     assert terminal.events()[0]["type"] == "ready"
+    terminal.run("printf 'é✓\\n'")
+    terminal.wait_line("é✓")
+    rows, cols = terminal.size()
+    terminal.run("stty size")
+    terminal.wait_line(f"{rows} {cols}")
     terminal.run("ls /")
     terminal.wait_prompt()
+    terminal.run("exit 3")
+    terminal.wait_text("[process exited with code 3]")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "terminal-session.png"
     page.screenshot(path=str(shot))
