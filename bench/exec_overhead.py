@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -37,7 +38,7 @@ from tests.support.server import TEST_SECRET, make_settings, running_runner
 from docker_runner.container_spec import MANAGED_LABEL
 from docker_runner_client import HttpDockerRunnerClient
 
-IMAGE = "runner-test/busybox:latest"
+IMAGE = os.environ.get("RUNNER_TEST_IMAGE", "runner-test/busybox:latest")
 BENCH_LABEL = "dev.docker-runner.bench"
 COMMAND = ["echo", "hello"]
 EXPECTED_STDOUT = "hello\n"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -35,7 +36,7 @@ from tests.support.waiting import wait_for
 
 from docker_runner_client import HttpDockerRunnerClient
 
-IMAGE = "runner-test/busybox:latest"
+IMAGE = os.environ.get("RUNNER_TEST_IMAGE", "runner-test/busybox:latest")
 FRESH_TAG = "bench-fresh"  # the same image under a tag that has no pool
 POOL_MIN = 2
 BLOCK = 10

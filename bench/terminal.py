@@ -72,7 +72,7 @@ from docker_runner_client import ContainerOpts, HttpDockerRunnerClient
 from docker_runner_client._routes import terminal_target
 from docker_runner_client._signing import sign_headers
 
-IMAGE = "runner-test/busybox:latest"
+IMAGE = os.environ.get("RUNNER_TEST_IMAGE", "runner-test/busybox:latest")
 BENCH_LABELS = {"dev.docker-runner.bench": "terminal"}
 LINE_KEYS = 40
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
