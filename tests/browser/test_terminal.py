@@ -4,6 +4,7 @@ read from xterm's buffer."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import docker
@@ -11,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from docker_runner_client import HttpDockerRunnerClient, StartedContainer
-from docker_runner_client._routes import terminal_target
+from docker_runner_client._routes import terminal_page_url, terminal_target
 from tests.support.browser import ARTIFACTS, TerminalPage, embedding_site
 from tests.support.docker_env import SESSION_ID
 from tests.support.ps import processes
@@ -147,6 +148,21 @@ def test_the_same_link_twice_says_ticket_already_used(
         first.wait_line("still-here")
     finally:
         context.close()
+
+
+def test_an_expired_link_says_ticket_expired(
+    page: Page, ui_client: HttpDockerRunnerClient, box: StartedContainer
+) -> None:
+    """A link opened after its TTL says the ticket expired, not a blank page or a generic failure."""
+    target = _shell_target(box)
+    ticket = ui_client.ticket(target, ttl_ms=1000)
+    wait_for(lambda: time.time() * 1000 > ticket.expires_at + 50, timeout=5, what="the ticket to expire")
+    page.goto(terminal_page_url(ui_client.base_url, ticket))
+    terminal = TerminalPage(page)
+    assert terminal.wait_state("failed") == "failed"
+    terminal.wait_text("ticket expired")
+    (error,) = [event["detail"] for event in terminal.events() if event["type"] == "error"]
+    assert (error["kind"], error["code"]) == ("upgrade", "invalid_ticket")
 
 
 def test_a_page_of_another_origin_cannot_open_the_socket(
