@@ -9,7 +9,7 @@ from typing import Any
 from .container_spec import INSTANCE_LABEL, MANAGED_LABEL
 from .engine import APIClient, Engine, remove_if_present, volume_labels
 from .errors import ApiError, from_engine
-from .policy import CreateChecker
+from .policy import CreateChecker, container_references
 from .scope import Scope, checked_container, is_managed
 
 log = logging.getLogger("docker_runner.containers")
@@ -73,6 +73,9 @@ async def create_and_start(
 ) -> dict[str, Any]:
     """Check ``body`` against the policy (filling in its ceilings), then create and start it."""
     checked = checker.check(body)
+    # a namespace, link or VolumesFrom the policy allows may still name only the runner's containers
+    for _field, reference in container_references(checked):
+        await scope.container(reference)
     return await engine.run(lambda api: _create_and_start(api, checked, name, platform, scope))
 
 

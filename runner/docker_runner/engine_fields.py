@@ -138,10 +138,33 @@ _NESTED: dict[str, tuple[str, ...]] = {
     "Devices": ("PathOnHost", "PathInContainer", "CgroupPermissions"),
     "DeviceRequests": ("Driver", "Count", "DeviceIDs", "Capabilities", "Options"),
     "RestartPolicy": ("Name", "MaximumRetryCount"),
+    "Ulimits": ("Name", "Soft", "Hard"),
+    "PortBinding": ("HostIp", "HostPort"),
+    "NetworkingConfig": ("EndpointsConfig",),
+    "EndpointSettings": (
+        "IPAMConfig",
+        "Links",
+        "Aliases",
+        "NetworkID",
+        "EndpointID",
+        "Gateway",
+        "IPAddress",
+        "IPPrefixLen",
+        "IPv6Gateway",
+        "GlobalIPv6Address",
+        "GlobalIPv6PrefixLen",
+        "MacAddress",
+        "DriverOpts",
+        "DNSNames",
+        "GwPriority",
+    ),
+    "IPAMConfig": ("IPv4Address", "IPv6Address", "LinkLocalIPs"),
 }
+# Objects keyed by the caller (ports, network names) whose values are engine objects of a kind.
+_MAPS = {"PortBindings": "PortBinding", "EndpointsConfig": "EndpointSettings"}
 # Fields whose value is data keyed by the caller (labels, sysctls, ...): their keys stay as given.
-_OPAQUE = {"Labels", "Config", "Options", "Sysctls", "StorageOpt", "Tmpfs", "ExposedPorts", "Volumes", "PortBindings"}
-_OPAQUE |= {"Healthcheck", "NetworkingConfig", "ConsoleSize", "Ulimits", "BlkioWeightDevice", "Capabilities"}
+_OPAQUE = {"Labels", "Config", "Options", "Sysctls", "StorageOpt", "Tmpfs", "ExposedPorts", "Volumes", "DriverOpts"}
+_OPAQUE |= {"Healthcheck", "ConsoleSize", "BlkioWeightDevice", "Capabilities"}
 _OPAQUE |= {"BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps"}
 
 
@@ -162,6 +185,8 @@ def _merge(existing: Any, value: Any) -> Any:
 
 
 def _normalize_value(name: str, value: Any, where: str) -> Any:
+    if name in _MAPS and isinstance(value, dict):
+        return {key: _normalize_value(_MAPS[name], item, f"{where}.{key}") for key, item in value.items()}
     if name in _OPAQUE or name not in _NESTED_INDEX:
         return value
     if isinstance(value, list):

@@ -1,7 +1,8 @@
 """TTL reaping: managed containers created with ``ttlSeconds`` are removed once untouched that long.
 
-Last use lives in memory, and a running exec counts as use; a container the runner has no record of (it restarted) counts as used
-when the runner started, so a restart delays reaping by at most one TTL and never reaps early.
+Last use lives in memory, and a running exec counts as use; a container the runner has no record
+of (it restarted) counts as used when the runner started, so a restart delays reaping by at most
+one TTL and never reaps early.
 Each runner reaps only the containers labelled with its own instance name
 (``DOCKER_RUNNER_INSTANCE``), which a restart keeps.
 """

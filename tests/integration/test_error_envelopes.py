@@ -45,7 +45,8 @@ def test_deeply_nested_json_is_400_or_401_never_500(runner: RunningServer, signe
     if signed:
         response = signed_request(runner.url, "POST", "/v1/containers/start", content=body, headers=headers)
     else:
-        forged = {"x-dr-timestamp": str(int(time.time() * 1000)), "x-dr-nonce": str(uuid.uuid4()), "x-dr-signature": "AA=="}
+        now_ms = str(int(time.time() * 1000))
+        forged = {"x-dr-timestamp": now_ms, "x-dr-nonce": str(uuid.uuid4()), "x-dr-signature": "AA=="}
         response = httpx.post(runner.url + "/v1/containers/start", content=body, headers=headers | forged)
     assert (response.status_code, error_of(response)["code"]) == (
         (400, "validation_error") if signed else (401, "invalid_signature")

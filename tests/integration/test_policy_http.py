@@ -21,7 +21,7 @@ from docker_runner_client import (
     Resources,
 )
 from tests.conftest import sleeper_opts
-from tests.support.docker_env import SESSION_ID, SESSION_LABEL, TEST_IMAGE
+from tests.support.docker_env import SESSION_ID, SESSION_LABEL, SESSION_LABELS, TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import error_of, signed_request
 
@@ -105,8 +105,20 @@ def permissive(tmp_path: Path) -> Iterator[RunningServer]:
     shared.mkdir()
     (shared / "hello.txt").write_text("from the host")
     policy = {
-        "allow": {"capAdd": ["NET_ADMIN"], "binds": [{"source": str(shared), "readOnly": True}], "privileged": True},
-        "limits": {"pidsLimit": {"default": 32, "max": 64}, "memoryBytes": {"default": 64 << 20, "max": 256 << 20}},
+        "allow": {
+            "capAdd": ["NET_ADMIN"],
+            "binds": [{"source": str(shared), "readOnly": True}],
+            "privileged": True,
+            "links": True,
+            "securityOpts": ["no-new-privileges=false"],
+            "unlimitedSwap": True,
+            "oomProtection": True,
+        },
+        "limits": {
+            "pidsLimit": {"default": 32, "max": 64},
+            "memoryBytes": {"default": 64 << 20, "max": 256 << 20},
+            "ulimits": {"rtprio": 5},
+        },
     }
     path = tmp_path / "policy.json"
     path.write_text(json.dumps(policy))
@@ -126,6 +138,43 @@ def test_each_allowed_again_by_its_entry(permissive: RunningServer) -> None:
             assert client.exec_run(started.container_id, "cat /shared/hello.txt").stdout == "from the host"
             with pytest.raises(Forbidden):
                 client.start_container(sleeper_opts(binds=[f"{shared}:/shared"]))  # read-only required
+        finally:
+            client.remove_container(started.container_id, force=True)
+
+
+def test_new_entries_allow_again(permissive: RunningServer) -> None:
+    """Links, a named security option and unlimited swap, once in the policy, reach the engine as asked."""
+    with HttpDockerRunnerClient(permissive.url, TEST_SECRET) as client:
+        target = client.start_container(sleeper_opts())
+        started = None
+        try:
+            target_name = client.inspect_container(target.container_id)["Name"].lstrip("/")
+            host = {"Links": [f"{target_name}:peer"], "SecurityOpt": ["no-new-privileges=false"], "MemorySwap": -1}
+            started = client.start_container(sleeper_opts(create_extras={"HostConfig": host}))
+            inspected = client.inspect_container(started.container_id)["HostConfig"]
+            assert inspected["Links"] and inspected["Links"][0].endswith("/peer")
+            assert (inspected["SecurityOpt"], inspected["MemorySwap"]) == (["no-new-privileges=false"], -1)
+        finally:
+            if started is not None:
+                client.remove_container(started.container_id, force=True)
+            client.remove_container(target.container_id, force=True)
+
+
+@pytest.mark.parametrize(
+    "host", [{"OomScoreAdj": -10}, {"OomKillDisable": True}, {"Ulimits": [{"Name": "rtprio", "Soft": 5, "Hard": 5}]}]
+)
+def test_oom_protection_and_listed_ulimits_pass_the_policy(permissive: RunningServer, host: dict[str, object]) -> None:
+    """Allowed, they pass the policy. (A sandboxed engine may lack the capabilities to apply them:
+    that refusal is the engine's own, never policy_denied.)"""
+    with HttpDockerRunnerClient(permissive.url, TEST_SECRET) as client:
+        try:
+            started = client.start_container(sleeper_opts(create_extras={"HostConfig": host}))
+        except DockerRunnerRequestError as refused:
+            assert refused.code != "policy_denied", refused.message
+            return
+        try:
+            inspected = client.inspect_container(started.container_id)["HostConfig"]
+            assert {key: inspected[key] for key in host} == host
         finally:
             client.remove_container(started.container_id, force=True)
 
@@ -180,3 +229,132 @@ def test_image_allow_list_applies_to_start_and_ensure(tmp_path: Path) -> None:
             client.start_container(ContainerOpts(image="busybox:latest"))
         started = client.start_container(sleeper_opts())
         client.remove_container(started.container_id, force=True)
+
+
+def _start_raw(url: str, body: dict[str, object]) -> httpx.Response:
+    """POST /v1/containers/start with the body as given (keys in any spelling)."""
+    full = {"image": TEST_IMAGE, "cmd": ["sleep", "3600"], "labels": SESSION_LABELS, **body}
+    return signed_request(url, "POST", "/v1/containers/start", json_body=full)
+
+
+@pytest.mark.parametrize(
+    ("host", "field", "rule"),
+    [
+        ({"ulimits": [{"name": "rtprio", "soft": 5, "hard": 5}]}, "HostConfig.Ulimits[0].Name", "limits.ulimits"),
+        (
+            {"portbindings": {"8080/tcp": [{"hostip": "0.0.0.0", "hostport": "0"}]}},
+            "HostConfig.PortBindings.8080/tcp[0].HostIp",
+            "publishHostIps",
+        ),
+        ({"publishAllPorts": True}, "HostConfig.PublishAllPorts", "publishHostIps"),
+        ({"links": ["anything:alias"]}, "HostConfig.Links", "links"),
+        ({"securityopt": ["no-new-privileges=f"]}, "HostConfig.SecurityOpt[0]", "weakerSecurityOpt"),
+        ({"securityopt": ["label=type:unconfined_t"]}, "HostConfig.SecurityOpt[0]", "weakerSecurityOpt"),
+        ({"memoryswap": -1}, "HostConfig.MemorySwap", "unlimitedSwap"),
+        ({"oomkilldisable": True}, "HostConfig.OomKillDisable", "oomProtection"),
+        ({"oomScoreAdj": -1000}, "HostConfig.OomScoreAdj", "oomProtection"),
+        ({"runtime": "runc"}, "HostConfig.Runtime", "runtimes"),
+        ({"cgroup": "container:abc"}, "HostConfig.Cgroup", "containerNamespaces"),
+        ({"networkmode": "someone-elses-network"}, "HostConfig.NetworkMode", "networks"),
+        (
+            {"logconfig": {"config": {"mode": "non-blocking", "max-buffer-size": "100g"}}},
+            "HostConfig.LogConfig.Config.max-buffer-size",
+            "limits.logMaxBufferBytes",
+        ),
+    ],
+)
+def test_fields_the_audit_found_unchecked_are_denied(
+    runner: RunningServer, docker_api: docker.APIClient, host: dict[str, object], field: str, rule: str
+) -> None:
+    """403 policy_denied naming the field and the rule, whatever the key spelling; nothing is created."""
+    before = set(_session_containers(docker_api))
+    response = _start_raw(runner.url, {"createExtras": {"hostconfig": host}})
+    assert response.status_code == 403, response.text
+    assert error_of(response)["details"] == {"field": field, "rule": rule}
+    assert set(_session_containers(docker_api)) == before
+
+
+@pytest.mark.parametrize(
+    ("extras", "field"),
+    [
+        ({"HostConfig": {"LogConfig": {"Config": 5}}}, "HostConfig.LogConfig.Config"),
+        ({"HostConfig": {"LogConfig": {"Config": "ab"}}}, "HostConfig.LogConfig.Config"),
+        ({"HostConfig": {"Memory": "1g"}}, "HostConfig.Memory"),
+        ({"HostConfig": {"CapAdd": "ALL"}}, "HostConfig.CapAdd"),
+        ({"HostConfig": {"Ulimits": [{"Name": "nofile", "Soft": "1", "Hard": 2}]}}, "HostConfig.Ulimits[0].Soft"),
+        ({"HostConfig": []}, "HostConfig"),
+        ({"Image": 5}, "Image"),
+    ],
+)
+def test_wrongly_typed_values_are_400_not_500(
+    runner: RunningServer, docker_api: docker.APIClient, extras: dict[str, object], field: str
+) -> None:
+    before = set(_session_containers(docker_api))
+    response = _start_raw(runner.url, {"createExtras": extras})
+    assert (response.status_code, error_of(response)["code"]) == (400, "validation_error"), response.text
+    assert error_of(response)["details"] == {"field": field}
+    assert set(_session_containers(docker_api)) == before
+
+
+def test_what_the_defaults_allow_reaches_the_engine(client: HttpDockerRunnerClient) -> None:
+    """Loopback ports, a bounded nofile, a non-blocking log with its buffer capped, no-new-privileges."""
+    host = {
+        "PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]},
+        "Ulimits": [{"Name": "nofile", "Soft": 4096, "Hard": 8192}],
+        "LogConfig": {"Type": "json-file", "Config": {"mode": "non-blocking"}},
+        "SecurityOpt": ["no-new-privileges:true"],
+    }
+    started = client.start_container(sleeper_opts(create_extras={"ExposedPorts": {"8080/tcp": {}}, "HostConfig": host}))
+    try:
+        inspected = client.inspect_container(started.container_id)
+        assert inspected["HostConfig"]["PortBindings"]["8080/tcp"][0]["HostIp"] == "127.0.0.1"
+        assert inspected["HostConfig"]["Ulimits"] == [{"Name": "nofile", "Soft": 4096, "Hard": 8192}]
+        assert inspected["HostConfig"]["LogConfig"]["Config"]["max-buffer-size"] == str(1 << 20)
+        published = inspected["NetworkSettings"]["Ports"]["8080/tcp"]
+        assert published and {binding["HostIp"] for binding in published} == {"127.0.0.1"}
+    finally:
+        client.remove_container(started.container_id, force=True)
+
+
+@pytest.fixture
+def workspaces(tmp_path: Path) -> Iterator[RunningServer]:
+    """A runner whose policy allows per-workspace directories under a prefix, read-write (depth 1)."""
+    root = tmp_path / "workspaces"
+    (root / "a").mkdir(parents=True)
+    path = tmp_path / "policy.yaml"
+    path.write_text(json.dumps({"allow": {"binds": [{"source": str(root), "depth": 1}]}}))
+    with running_runner(make_settings(policy_path=path)) as server:
+        server.workspaces = root  # type: ignore[attr-defined]
+        yield server
+
+
+def test_a_symlink_planted_by_a_container_does_not_reach_the_host(
+    workspaces: RunningServer, docker_api: docker.APIClient
+) -> None:
+    """The audit's exploit: a container with workspaces/a writable plants evil -> /, another asks for
+    workspaces/a/evil: refused, and no container sees the host's root."""
+    root: Path = workspaces.workspaces  # type: ignore[attr-defined]
+    with HttpDockerRunnerClient(workspaces.url, TEST_SECRET) as client:
+        planter = client.start_container(sleeper_opts(binds=[f"{root}/a:/w"]))
+        try:
+            assert client.exec_run(planter.container_id, "ln -s / /w/evil && echo planted").stdout == "planted\n"
+            assert (root / "a" / "evil").is_symlink()
+            before = set(_session_containers(docker_api))
+            for opts in (
+                sleeper_opts(binds=[f"{root}/a/evil:/host"]),
+                sleeper_opts(binds=[f"{root}/a/evil/etc:/host-etc:ro"]),
+                sleeper_opts(
+                    create_extras={
+                        "HostConfig": {"Mounts": [{"Type": "bind", "Source": f"{root}/a/evil", "Target": "/host"}]}
+                    }
+                ),
+            ):
+                with pytest.raises(Forbidden) as caught:
+                    client.start_container(opts)
+                assert caught.value.details["rule"] == "binds"
+            assert set(_session_containers(docker_api)) == before
+            with pytest.raises(Forbidden) as missing:
+                client.start_container(sleeper_opts(binds=[f"{root}/b:/w"]))  # the engine would create it
+            assert "does not exist" in missing.value.message and not (root / "b").exists()
+        finally:
+            client.remove_container(planter.container_id, force=True)

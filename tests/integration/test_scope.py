@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import tarfile
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import unquote
 
 import docker
@@ -14,7 +16,7 @@ import pytest
 from docker_runner_client import ExecOptions, HttpDockerRunnerClient, NotFound
 from tests.conftest import sleeper_opts
 from tests.support.docker_env import SESSION_ID, SESSION_LABELS, TEST_IMAGE
-from tests.support.server import TEST_SECRET, make_settings, running_runner
+from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import error_of, signed_request
 
 pytestmark = pytest.mark.docker
@@ -78,6 +80,66 @@ def test_foreign_container_is_invisible_everywhere(
     exec_id = docker_api.exec_create(foreign, ["sleep", "1"], tty=True)["Id"]
     with pytest.raises(NotFound):
         client.resize_exec(exec_id, 80, 24)
+
+
+def _logs_answer(url: str, reference: str) -> tuple[int, str]:
+    response = signed_request(url, "GET", f"/v1/containers/logs/sse?containerId={reference}&follow=false")
+    return response.status_code, error_of(response)["code"]
+
+
+def test_foreign_logs_and_interactive_exec_answer_as_if_absent(
+    runner: RunningServer, client: HttpDockerRunnerClient, docker_api: docker.APIClient, foreign: str
+) -> None:
+    """Logs over SSE and the interactive WebSocket answer a foreign container like a missing one;
+    no exec is created in it."""
+    absent = _logs_answer(runner.url, "does-not-exist-xyz")
+    assert absent == (404, "no_such_container")
+    name = docker_api.inspect_container(foreign)["Name"].lstrip("/")
+    for reference in (foreign, foreign[:12], name):
+        assert _logs_answer(runner.url, reference) == absent
+        with pytest.raises(NotFound) as caught:
+            next(iter(client.logs(reference, follow=True)))
+        assert caught.value.code == "no_such_container"
+        with pytest.raises(NotFound) as refused:
+            client.open_exec(reference, ["sh", "-c", "echo reached"])
+        assert (refused.value.code, refused.value.status_code) == ("no_such_container", 404)
+    assert not docker_api.inspect_container(foreign)["ExecIDs"]
+
+
+def test_allowed_container_references_name_only_the_runners_containers(
+    tmp_path: Path, docker_api: docker.APIClient, foreign: str
+) -> None:
+    """With namespaces, links and VolumesFrom allowed by the policy, a new container may join, link
+    or borrow volumes of the runner's containers only: a foreign one is 404, and nothing is created."""
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"allow": {"containerNamespaces": True, "links": True, "volumesFrom": True}}))
+    with (
+        running_runner(make_settings(policy_path=policy)) as server,
+        HttpDockerRunnerClient(server.url, TEST_SECRET) as client,
+    ):
+        own = client.start_container(sleeper_opts())
+        try:
+            name = docker_api.inspect_container(foreign)["Name"].lstrip("/")
+            for host_config in (
+                {"NetworkMode": f"container:{foreign}"},
+                {"PidMode": f"container:{foreign[:12]}"},
+                {"IpcMode": f"container:{name}"},
+                {"VolumesFrom": [f"{foreign}:ro"]},
+                {"Links": [f"{name}:alias"]},
+            ):
+                with pytest.raises(NotFound) as caught:
+                    client.start_container(sleeper_opts(create_extras={"HostConfig": host_config}))
+                assert caught.value.code == "no_such_container", host_config
+            joined = client.start_container(
+                sleeper_opts(create_extras={"HostConfig": {"PidMode": f"container:{own.container_id}"}})
+            )
+            client.remove_container(joined.container_id, force=True)
+        finally:
+            client.remove_container(own.container_id, force=True)
+    assert (
+        docker_api.containers(all=True, filters={"label": f"dev.docker-runner.instance={server.settings.instance}"})
+        == []
+    )
 
 
 def test_scope_all_sees_everything(docker_api: docker.APIClient, foreign: str) -> None:
