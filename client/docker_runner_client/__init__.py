@@ -38,7 +38,7 @@ from ._models import (
     TestResult,
     Ticket,
 )
-from ._patches import FileChanges, changed_files
+from ._patches import FileChanges, PatchFile, PatchSymlink, changed_files
 from ._signing import canonical_json, sign_headers
 from ._ws import AsyncExecSession, ExecSession
 
@@ -68,6 +68,8 @@ __all__ = [
     "JobUpdate",
     "LogChunk",
     "NotFound",
+    "PatchFile",
+    "PatchSymlink",
     "PoolStats",
     "Resources",
     "RunResult",

@@ -263,6 +263,19 @@ def _present(values: Mapping[str, str | None]) -> dict[str, str]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+# Before a run's own timeout starts, the runner may wait for a pooled container (its
+# DOCKER_RUNNER_POOL_ACQUIRE_TIMEOUT_MS, 10 s by default), create and start a fresh one (a few
+# seconds on a loaded engine), check the patch and put it into the container: 30 s covers those,
+# so a run that times out after waiting is answered (200, timedOut) rather than cut off here.
+WORKLOAD_OVERHEAD_MS = 30_000
+
+
+def workload_bound_ms(timeout_ms: int) -> int:
+    """The bound a /v1/run or /v1/test answer is waited for: the run's timeout and the overhead
+    before it; 0 (no timeout) stays 0, no read timeout."""
+    return timeout_ms + WORKLOAD_OVERHEAD_MS if timeout_ms > 0 else 0
+
+
 def run(
     image: str,
     command: str | list[str],
@@ -280,7 +293,7 @@ def run(
         body["workdir"] = workdir
     if timeout_ms is not None:
         body["timeoutMs"] = timeout_ms
-    call = Call("POST", "/v1/run", json=body, exec_bounds_ms=(timeout_ms or 0, 0), may_retry=False)
+    call = Call("POST", "/v1/run", json=body, exec_bounds_ms=(workload_bound_ms(timeout_ms or 0), 0), may_retry=False)
     return Route(call, lambda response: RunResult.from_json(_json_object(response)))
 
 
@@ -306,7 +319,7 @@ def run_tests(
         query=_present(query),
         content=tar,
         content_type=TAR_CONTENT_TYPE,
-        exec_bounds_ms=(bound, 0),
+        exec_bounds_ms=(workload_bound_ms(bound), 0),
         may_retry=False,
     )
     return Route(call, lambda response: TestResult.from_json(_json_object(response)))

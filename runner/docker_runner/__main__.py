@@ -12,7 +12,7 @@ import uvicorn
 from . import envfile, log_format
 from .app import create_asgi
 from .policy import PolicyError
-from .pool import PoolError
+from .pool_config import PoolError
 from .runtime import Runtime
 from .settings import Settings, SettingsError
 

@@ -15,74 +15,22 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any
-
-import msgspec
-import yaml
+from typing import Any
 
 from . import oneshot
-from .container_spec import ContainerOpts, build_create_body
+from .container_spec import INSTANCE_LABEL, build_create_body
 from .engine import APIClient, Engine, remove_if_present
 from .errors import ApiError
 from .metrics import Metrics
 from .policy import CreateChecker
+from .pool_config import PoolConfig, PoolError
 
 log = logging.getLogger("docker_runner.pool")
 
 POOL_LABEL = "dev.docker-runner.pool"
+ONESHOT_LABEL = "dev.docker-runner.oneshot"  # a fresh container of one /v1/run or /v1/test
+SWEPT_AT_START = (POOL_LABEL, ONESHOT_LABEL)  # only the process that made them can use them
 CLOSE_WAIT_SECONDS = 30
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-Positive = Annotated[int, msgspec.Meta(ge=1)]
-
-
-class PoolError(ValueError):
-    """DOCKER_RUNNER_POOLS cannot be used; the message says why."""
-
-
-class PoolConfig(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    image: Annotated[str, msgspec.Meta(min_length=1)]
-    min: NonNegative = 1
-    max: Positive = 4
-    max_age_ms: Positive = 3_600_000
-    idle_ttl_ms: Positive = 600_000
-    health_cmd: str | list[str] = "true"
-    container_opts: dict[str, Any] = msgspec.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.min > self.max:
-            raise ValueError(f"pool {self.image}: min ({self.min}) is above max ({self.max})")
-
-    def opts(self) -> ContainerOpts:
-        return msgspec.convert({**self.container_opts, "image": self.image, "autoRemove": False}, ContainerOpts)
-
-
-def load_pools(raw: str | None) -> list[PoolConfig]:
-    """``DOCKER_RUNNER_POOLS``: a JSON list of pools, or the path of a JSON or YAML file holding one."""
-    if raw is None or not raw.strip():
-        return []
-    text = raw
-    if not raw.lstrip().startswith(("[", "{")):
-        try:
-            text = Path(raw.strip()).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PoolError(f"DOCKER_RUNNER_POOLS: cannot read {raw.strip()}: {exc}") from exc
-    try:
-        document = yaml.safe_load(text)
-        if isinstance(document, dict):
-            document = document.get("pools", [])
-        pools = msgspec.convert(document, list[PoolConfig])
-    except (yaml.YAMLError, msgspec.ValidationError, ValueError) as exc:
-        raise PoolError(f"DOCKER_RUNNER_POOLS: {exc}") from exc
-    images = [pool.image for pool in pools]
-    if len(set(images)) != len(images):
-        raise PoolError("DOCKER_RUNNER_POOLS: one pool per image")
-    for pool in pools:
-        try:
-            pool.opts()
-        except msgspec.ValidationError as exc:
-            raise PoolError(f"DOCKER_RUNNER_POOLS: pool {pool.image}: containerOpts: {exc}") from exc
-    return pools
 
 
 def pool_exhausted(image: str, waited_ms: int) -> ApiError:
@@ -121,6 +69,8 @@ class Pool:
         self._live: dict[str, Pooled] = {}  # every container of the pool, whatever it is doing
         self._in_use = 0
         self._creating = 0
+        self._retiring = 0  # used or replaced, still counted until the engine has removed them
+        self._failure: ApiError | None = None  # the last creation failed, and none succeeded since
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters = PoolCounters()
@@ -132,7 +82,8 @@ class Pool:
 
     @property
     def size(self) -> int:
-        return len(self._idle) + self._in_use + self._creating
+        """Every container of the pool the engine may hold: never more than ``max``."""
+        return len(self._idle) + self._in_use + self._creating + self._retiring
 
     def stats(self) -> dict[str, Any]:
         acquisitions = self.counters.acquisitions
@@ -156,31 +107,56 @@ class Pool:
         body["Labels"] = {**body["Labels"], POOL_LABEL: self.config.image}
         return self._checker.check(body)
 
+    def check_policy(self) -> None:
+        """The policy is known at start: a pool it denies stops the start instead of failing every run."""
+        try:
+            self._body()
+        except ApiError as error:
+            raise PoolError(f"DOCKER_RUNNER_POOLS: pool {self.config.image}: {error.message}") from None
+
     def _spawn(self, work: Callable[[], Any]) -> None:
         task = asyncio.ensure_future(work())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _create(self) -> None:
-        """One more warm container, counted as creating until it is idle."""
+    def _start_creating(self) -> None:
+        """One more warm container, counted as creating from now (not from when its task first
+        runs: a take in between would start a second one) until it is idle."""
         self._creating += 1
+        self._spawn(self._create)
+
+    async def _create(self) -> None:
         try:
             pooled = await self._engine.run(lambda api: start_attached(api, self._body()))
         except ApiError as error:
-            log.warning("pool %s: could not start a container: %s", self.config.image, error.message)
-            await asyncio.sleep(1)  # an engine or policy failure: do not spin
+            await self._cool_down(error)
             return
-        finally:
+        except BaseException:
             self._creating -= 1
+            raise
+        self._failure = None
         self.counters.created += 1
         self._metrics.pool_created.labels(pool=self.config.image).inc()
         self._live[pooled.container_id] = pooled
         async with self._changed:
+            self._creating -= 1  # and idle in the same step: never counted out of size meanwhile
             if not self._closed:
                 self._idle.append(pooled)
                 self._changed.notify_all()
                 return
         await self._destroy(pooled)  # born after shutdown began
+
+    async def _cool_down(self, error: ApiError) -> None:
+        """A creation failed: waiting runs get the failure now, not an exhaustion later; and the
+        next attempt waits a second (an engine failure, a missing image: do not spin)."""
+        log.warning("pool %s: could not start a container: %s", self.config.image, error.message)
+        try:
+            async with self._changed:
+                self._failure = error
+                self._changed.notify_all()
+            await asyncio.sleep(1)
+        finally:
+            self._creating -= 1
 
     def top_up(self) -> None:
         """Start creating containers until ``min`` are idle or coming, within ``max``."""
@@ -189,7 +165,7 @@ class Pool:
         missing = self.config.min - len(self._idle) - self._creating
         room = self.config.max - self.size
         for _ in range(max(0, min(missing, room))):
-            self._spawn(self._create)
+            self._start_creating()
 
     async def _destroy(self, pooled: Pooled) -> None:
         if self._live.pop(pooled.container_id, None) is None:
@@ -232,7 +208,9 @@ class Pool:
         async with self._changed:
             while not self._idle:
                 if self.size < self.config.max and self._creating == 0:
-                    self._spawn(self._create)  # on demand, within max
+                    self._start_creating()  # on demand, within max
+                if self._failure is not None and not self._closed:
+                    raise self._creation_failure(self._failure)
                 remaining = timeout_seconds - (time.monotonic() - started)
                 if remaining <= 0 or self._closed:
                     raise pool_exhausted(self.config.image, int(timeout_seconds * 1000))
@@ -243,6 +221,11 @@ class Pool:
             self._in_use += 1
             return self._idle.popleft()
 
+    def _creation_failure(self, error: ApiError) -> ApiError:
+        """Why the pool has nothing to hand out (a retry is on its way meanwhile)."""
+        message = f"The {self.config.image} pool cannot create containers: {error.message}"
+        return ApiError(error.status, error.code, message, retryable=error.retryable, details=error.details)
+
     def _count_health_failure(self) -> None:
         self.counters.health_failures += 1
         self._metrics.pool_health_failures.labels(pool=self.config.image).inc()
@@ -250,10 +233,19 @@ class Pool:
     def release(self, pooled: Pooled) -> None:
         """A used container: destroyed in the background, and replaced."""
         self._in_use -= 1
-        self._spawn(lambda: self._after_use(pooled))
+        self._retire(pooled)
 
-    async def _after_use(self, pooled: Pooled) -> None:
-        await self._destroy(pooled)
+    def _retire(self, pooled: Pooled) -> None:
+        """Destroy in the background; counted in ``size`` until it is gone, so the replacement
+        never takes the pool past ``max``."""
+        self._retiring += 1
+        self._spawn(lambda: self._after_retiring(pooled))
+
+    async def _after_retiring(self, pooled: Pooled) -> None:
+        try:
+            await self._destroy(pooled)
+        finally:
+            self._retiring -= 1
         async with self._changed:
             self._changed.notify_all()  # room under max for a waiting acquire
         self.top_up()
@@ -281,7 +273,7 @@ class Pool:
                     continue
                 self._idle.remove(pooled)
                 log.info("pool %s: replacing %s (%s)", self.config.image, pooled.container_id[:12], reason)
-                self._spawn(lambda pooled=pooled: self._destroy(pooled))  # type: ignore[misc]
+                self._retire(pooled)
         self.top_up()
 
     def _expired(self, pooled: Pooled, now: float, kept: int) -> str | None:
@@ -353,26 +345,35 @@ class PoolManager:
         self._engine = engine
         self._instance = instance
         self.pools = {config.image: Pool(config, engine, checker, instance, metrics) for config in configs}
+        for pool in self.pools.values():
+            pool.check_policy()
         metrics.watch_pools(lambda: [(image, dict(pool.gauges())) for image, pool in self.pools.items()])
 
     def get(self, image: str) -> Pool | None:
         return self.pools.get(image)
 
     async def start(self) -> None:
-        """Remove what an earlier process of this runner left in its pools, then warm them."""
-        if not self.pools:
-            return
-        filters = {"label": [POOL_LABEL, f"dev.docker-runner.instance={self._instance}"]}
+        """Remove what an earlier process of this runner instance left behind, then warm the pools.
+
+        Always, pools configured or not: pooled containers carry no TTL, and the one-shot ones of a
+        crashed process would otherwise wait hours for the reaper.
+        """
+        for label in SWEPT_AT_START:
+            await self._sweep(label)
+        for pool in self.pools.values():
+            pool.top_up()
+
+    async def _sweep(self, label: str) -> None:
+        filters = {"label": [label, f"{INSTANCE_LABEL}={self._instance}"]}
         try:
             leftovers = await self._engine.run(lambda api: api.containers(all=True, quiet=True, filters=filters))
             for item in leftovers:
                 await self._engine.run(lambda api, cid=str(item["Id"]): remove_if_present(api, cid))  # type: ignore[misc]
-            if leftovers:
-                log.info("removed %d pooled containers left by an earlier process", len(leftovers))
         except ApiError as error:
-            log.warning("could not sweep old pooled containers: %s", error.message)
-        for pool in self.pools.values():
-            pool.top_up()
+            log.warning("could not sweep old containers labelled %s: %s", label, error.message)
+            return
+        if leftovers:
+            log.info("removed %d containers labelled %s left by an earlier process", len(leftovers), label)
 
     async def maintain_forever(self, interval_seconds: float) -> None:
         while True:

@@ -14,7 +14,8 @@ from .errors import ApiError
 from .jobs import JobManager
 from .metrics import Metrics
 from .policy import CreateChecker, Policy, load_policy, sockets_for
-from .pool import PoolManager, load_pools
+from .pool import PoolManager
+from .pool_config import load_pools
 from .reaper import TouchLog
 from .scope import Scope
 from .settings import Settings

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from . import oneshot
@@ -17,11 +17,11 @@ from .engine import APIClient, Engine, remove_if_present
 from .errors import ApiError
 from .exec_run import Canceller
 from .policy import CreateChecker
-from .pool import Pool, Pooled, PoolManager, start_attached
+from .pool import ONESHOT_LABEL, Pool, Pooled, PoolManager, start_attached
 
 log = logging.getLogger("docker_runner.workloads")
 
-ONESHOT_LABEL = "dev.docker-runner.oneshot"
+SHUTDOWN_WAIT_SECONDS = 30
 REMOVE_AFTER_SLACK_SECONDS = 600  # a crashed runner's one-shot containers are reaped this long after their timeout
 
 
@@ -36,6 +36,8 @@ class Workbench:
     acquire_timeout_seconds: float
     live: set[str]  # one-shot containers in use, removed at shutdown if still there
     removals: set[asyncio.Task[None]]
+    creations: set[asyncio.Task[Pooled | None]] = field(default_factory=set)  # fresh containers on their way
+    closing: bool = False
 
 
 def _fresh_body(bench: Workbench, image: str, timeout_ms: int) -> dict[str, Any]:
@@ -53,8 +55,7 @@ async def one_use_container(bench: Workbench, image: str, timeout_ms: int) -> As
     if pool is not None:
         container = await pool.acquire(bench.acquire_timeout_seconds)
     else:
-        body = _fresh_body(bench, image, timeout_ms)
-        container = await bench.engine.run(lambda api: start_attached(api, body))
+        container = await _fresh_container(bench, image, timeout_ms)
     bench.live.add(container.container_id)
     try:
         yield container, pool is not None
@@ -66,15 +67,59 @@ async def one_use_container(bench: Workbench, image: str, timeout_ms: int) -> As
         bench.live.discard(container.container_id)
 
 
-def _remove_later(bench: Workbench, container: Pooled) -> None:
-    async def remove() -> None:
-        container.attached.close()
-        try:
-            await bench.engine.run(lambda api: remove_if_present(api, container.container_id))
-        except ApiError as error:
-            log.warning("could not remove one-shot container %s: %s", container.container_id[:12], error.message)
+class _Creation:
+    """A fresh container created apart from its request, which may go away meanwhile."""
 
-    task = asyncio.ensure_future(remove())
+    def __init__(self, bench: Workbench, body: dict[str, Any]) -> None:
+        self._bench = bench
+        self._body = body
+        self.abandoned = False  # the request was cancelled (client gone, shutdown) mid-creation
+
+    async def run(self) -> Pooled | None:
+        """The container, or None when it was removed at once (abandoned, or shutdown began)."""
+        container = await self._bench.engine.run(lambda api: start_attached(api, self._body))
+        if self.abandoned or self._bench.closing:
+            await _remove(self._bench, container)  # within this task, which shutdown waits for
+            return None
+        return container
+
+
+async def _fresh_container(bench: Workbench, image: str, timeout_ms: int) -> Pooled:
+    """Created and started in a task of its own: a request cancelled meanwhile leaves the
+    container to be removed once it exists, instead of forgetting it."""
+    creation = _Creation(bench, _fresh_body(bench, image, timeout_ms))
+    task = asyncio.ensure_future(creation.run())
+    bench.creations.add(task)
+    task.add_done_callback(bench.creations.discard)
+    try:
+        container = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            creation.abandoned = True
+            task.add_done_callback(_retrieve_failure)
+        elif not task.cancelled() and task.exception() is None and (made := task.result()) is not None:
+            _remove_later(bench, made)  # made just before the cancel reached us
+        raise
+    if container is None:
+        raise ApiError(503, "shutting_down", "The runner is shutting down", retryable=True)
+    return container
+
+
+def _retrieve_failure(task: asyncio.Task[Pooled | None]) -> None:
+    if not task.cancelled():
+        task.exception()  # nobody awaits an abandoned creation: its failure has no one to go to
+
+
+async def _remove(bench: Workbench, container: Pooled) -> None:
+    container.attached.close()
+    try:
+        await bench.engine.run(lambda api: remove_if_present(api, container.container_id))
+    except ApiError as error:
+        log.warning("could not remove one-shot container %s: %s", container.container_id[:12], error.message)
+
+
+def _remove_later(bench: Workbench, container: Pooled) -> None:
+    task = asyncio.ensure_future(_remove(bench, container))
     bench.removals.add(task)
     task.add_done_callback(bench.removals.discard)
 
@@ -124,10 +169,17 @@ async def remove_paths(engine: Engine, container_id: str, workdir: str, paths: l
 
 
 async def shutdown(bench: Workbench) -> None:
-    """Remove what runs still hold (the runner is stopping), and wait for pending removals."""
+    """Remove what runs still hold (the runner is stopping), including containers still being
+    created, and wait for pending removals."""
+    bench.closing = True
+    deadline = time.monotonic() + SHUTDOWN_WAIT_SECONDS
+    await _wait_for(bench.creations, deadline)  # each one ends up live, or removed by itself
     for container_id in list(bench.live):
         with contextlib.suppress(ApiError):
             await bench.engine.run(lambda api, cid=container_id: remove_if_present(api, cid))  # type: ignore[misc]
-    deadline = time.monotonic() + 30
-    while bench.removals and time.monotonic() < deadline:  # a run ending meanwhile adds its own
-        await asyncio.wait(list(bench.removals), timeout=deadline - time.monotonic())
+    await _wait_for(bench.removals, deadline)  # a run ending meanwhile adds its own
+
+
+async def _wait_for(tasks: set[asyncio.Task[Any]], deadline: float) -> None:
+    while tasks and time.monotonic() < deadline:
+        await asyncio.wait(list(tasks), timeout=deadline - time.monotonic())

@@ -3,9 +3,11 @@ age-out, exhaustion, and the clean-up at shutdown and start-up."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,9 +17,11 @@ import docker.errors
 import httpx
 import pytest
 
-from docker_runner.pool import POOL_LABEL
+from docker_runner.container_spec import INSTANCE_LABEL, MANAGED_LABEL
+from docker_runner.pool import ONESHOT_LABEL, POOL_LABEL
+from docker_runner.runtime import Runtime
 from docker_runner_client import DockerRunnerError, HttpDockerRunnerClient, PoolStats, RunResult
-from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
+from tests.support.docker_env import SESSION_ID, SESSION_LABEL, SESSION_LABELS, TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.waiting import wait_for
 
@@ -71,11 +75,13 @@ def _hostname(result: RunResult) -> str:
 
 
 def test_pool_warms_up_and_runs_take_a_warm_container(docker_api: docker.APIClient) -> None:
+    """min containers start ahead of demand, managed like any other; a run takes one of them."""
     with pooled_runner(docker_api) as (server, client):
         stats = _warm(client, 2)
         assert (stats.image, stats.min, stats.max, stats.size, stats.in_use) == (TEST_IMAGE, 2, 3, 2, 0)
         warm = _pooled_ids(docker_api, server)
-        assert len(warm) == 2
+        managed = docker_api.containers(all=True, filters={"label": [f"{MANAGED_LABEL}=true", POOL_LABEL]})
+        assert len(warm) == 2 and warm <= {item["Id"] for item in managed}
 
         result = client.run(TEST_IMAGE, "hostname; echo leftover > /tmp/state")
         assert result.pooled
@@ -86,6 +92,7 @@ def test_pool_warms_up_and_runs_take_a_warm_container(docker_api: docker.APIClie
 
 
 def test_used_container_is_destroyed_replaced_and_never_handed_out_again(docker_api: docker.APIClient) -> None:
+    """Four runs, four containers: nothing of one run is seen by the next; used ones are replaced."""
     with pooled_runner(docker_api) as (server, client):
         _warm(client, 2)
         hosts = []
@@ -104,6 +111,7 @@ def test_used_container_is_destroyed_replaced_and_never_handed_out_again(docker_
 
 
 def test_test_runs_use_the_pool(docker_api: docker.APIClient) -> None:
+    """/v1/test takes a pooled container too, and the patch lands in it."""
     with pooled_runner(docker_api) as (_server, client):
         _warm(client, 2)
         result = client.run_tests(TEST_IMAGE, {"run_tests.sh": b"echo from the patch\n"})
@@ -112,6 +120,7 @@ def test_test_runs_use_the_pool(docker_api: docker.APIClient) -> None:
 
 
 def test_a_container_killed_behind_the_pools_back_is_replaced(docker_api: docker.APIClient) -> None:
+    """A dead container found at take time is replaced, not handed out, before any maintenance round."""
     with pooled_runner(docker_api, maintenance_ms=60_000) as (server, client):
         _warm(client, 2)
         for container_id in _pooled_ids(docker_api, server):
@@ -123,6 +132,7 @@ def test_a_container_killed_behind_the_pools_back_is_replaced(docker_api: docker
 
 
 def test_maintenance_replaces_the_unhealthy(docker_api: docker.APIClient) -> None:
+    """A failing health command and a dead container are both replaced by maintenance."""
     with pooled_runner(docker_api, healthCmd="test ! -e /tmp/sick") as (server, client):
         _warm(client, 2)
         before = _pooled_ids(docker_api, server)
@@ -140,6 +150,7 @@ def test_maintenance_replaces_the_unhealthy(docker_api: docker.APIClient) -> Non
 
 
 def test_over_age_containers_are_replaced(docker_api: docker.APIClient) -> None:
+    """Past maxAgeMs a container is replaced although healthy."""
     with pooled_runner(docker_api, maxAgeMs=1000) as (server, client):
         _warm(client, 2)
         first = _pooled_ids(docker_api, server)
@@ -152,6 +163,7 @@ def test_over_age_containers_are_replaced(docker_api: docker.APIClient) -> None:
 
 
 def test_exhausted_pool_answers_503_retryable(docker_api: docker.APIClient) -> None:
+    """Empty and at max: a run waits its deadline, then 503 pool_exhausted (retryable)."""
     with pooled_runner(docker_api, acquire_timeout_ms=300, min=1, max=1) as (server, client):
         _warm(client, 1)
         outcome: list[RunResult] = []
@@ -185,6 +197,7 @@ def _run_or_none(client: HttpDockerRunnerClient) -> RunResult | None:
 
 
 def test_stats_are_on_metrics(docker_api: docker.APIClient) -> None:
+    """The pool's figures are on /metrics too."""
     with pooled_runner(docker_api) as (server, client):
         _warm(client, 2)
         client.run(TEST_IMAGE, "true")
@@ -197,6 +210,7 @@ def test_stats_are_on_metrics(docker_api: docker.APIClient) -> None:
 
 
 def test_startup_sweeps_what_an_earlier_process_left(docker_api: docker.APIClient) -> None:
+    """Pooled containers of this instance from an earlier process are removed at start."""
     settings = _pool_settings(min=1)
     labels = {
         **SESSION_LABELS,
@@ -218,6 +232,7 @@ def test_startup_sweeps_what_an_earlier_process_left(docker_api: docker.APIClien
 
 
 def test_shutdown_removes_containers_in_use(docker_api: docker.APIClient) -> None:
+    """Shutdown removes a pooled container a run still holds."""
     with running_runner(_pool_settings(min=1, max=1)) as server:
         client = HttpDockerRunnerClient(server.url, TEST_SECRET, max_retries=0)
         worker = threading.Thread(target=lambda: _swallow(lambda: client.run(TEST_IMAGE, "sleep 60")))
@@ -235,3 +250,118 @@ def test_shutdown_removes_containers_in_use(docker_api: docker.APIClient) -> Non
 def _swallow(call: Any) -> None:
     with contextlib.suppress(DockerRunnerError, httpx.HTTPError):  # the runner went away mid-run: the point
         call()
+
+
+def test_idle_containers_above_min_go_after_their_idle_ttl(docker_api: docker.APIClient) -> None:
+    """A container nobody took (its run gave up) is idle above min: removed once idleTtlMs has passed."""
+    with pooled_runner(docker_api, maintenance_ms=100, acquire_timeout_ms=0, min=0, max=1, idleTtlMs=600) as (
+        server,
+        client,
+    ):
+        with pytest.raises(DockerRunnerError) as caught:
+            client.run(TEST_IMAGE, "true")  # gives up at once; the container made for it stays idle
+        assert caught.value.code == "pool_exhausted"
+        _warm(client, 1)
+        landed = time.monotonic()
+        wait_for(
+            lambda: _stats(client).idle == 0 and not _pooled_ids(docker_api, server),
+            timeout=30,
+            what="the idle extra to be removed",
+        )
+        assert time.monotonic() - landed >= 0.4, "removed before its idle TTL"
+        stats = _stats(client)
+        assert (stats.destroyed, stats.health_failures, stats.size) == (1, 0, 0)
+
+
+def test_a_pool_that_cannot_create_answers_its_failure_fast(docker_api: docker.APIClient) -> None:
+    """A missing image is a 404 at once, not a retryable pool_exhausted after the whole wait."""
+    missing = "runner-test/missing-image:never"
+    with pooled_runner(docker_api, image=missing, min=1, max=1) as (_server, client):
+        started = time.monotonic()
+        with pytest.raises(DockerRunnerError) as caught:
+            client.run(missing, "true")
+        assert time.monotonic() - started < 5, "the run waited as if the pool were only busy"
+        error = caught.value
+        assert (error.status_code, error.code, error.retryable) == (404, "no_such_image", False)
+        assert missing in error.message
+
+
+def test_a_used_container_counts_until_it_is_destroyed(docker_api: docker.APIClient) -> None:
+    """Released, a container still counts in size: its replacement waits, the pool never exceeds max."""
+    runtime = Runtime.create(_pool_settings(min=1, max=1))
+    try:
+        asyncio.run(_release_then_top_up(runtime))
+    finally:
+        runtime.engine.close()
+    label = f"dev.docker-runner.instance={runtime.settings.instance}"
+    assert not docker_api.containers(all=True, filters={"label": label})
+
+
+async def _release_then_top_up(runtime: Runtime) -> None:
+    pool = runtime.pools.get(TEST_IMAGE)
+    assert pool is not None
+    await runtime.pools.start()
+    try:
+        pooled = await pool.acquire(30)
+        pool.release(pooled)
+        assert (pool.size, pool.stats()["inUse"]) == (1, 0)
+        pool.top_up()
+        assert pool.stats()["creating"] == 0, "a replacement started while the used container still exists"
+        deadline = time.monotonic() + 30
+        while pool.stats()["idle"] < 1:  # the replacement, once the used one is gone
+            assert time.monotonic() < deadline, "no replacement"
+            await asyncio.sleep(0.05)
+        assert pool.stats()["size"] == 1 and pool.counters.destroyed == 1
+    finally:
+        await runtime.pools.close()
+
+
+def test_a_run_that_waited_for_the_pool_is_answered_after_its_own_timeout(docker_api: docker.APIClient) -> None:
+    """The client waits for the pool wait too: a run timing out after it gets 200 timedOut, no RunnerTimeout."""
+    with pooled_runner(docker_api, min=1, max=1) as (server, client):
+        _warm(client, 1)
+        holder = threading.Thread(target=lambda: client.run(TEST_IMAGE, "sleep 6"))
+        holder.start()
+        try:
+            wait_for(lambda: _stats(client).in_use == 1, what="the first run to hold the only container")
+            # a 1 s client default: without the pool margin it would give up 5.5 s in, before the answer
+            with HttpDockerRunnerClient(server.url, TEST_SECRET, timeout_ms=1000, max_retries=0) as impatient:
+                result = impatient.run(TEST_IMAGE, "echo begun; sleep 30", timeout_ms=500)
+        finally:
+            holder.join(timeout=30)
+        assert (result.timed_out, result.pooled, result.stdout) == (True, True, "begun\n")
+
+
+def test_shutdown_while_the_pool_warms_up_leaves_nothing(docker_api: docker.APIClient) -> None:
+    """Containers still being created when shutdown begins are removed once they exist."""
+    with running_runner(_pool_settings(min=3, max=3)) as server:
+        pool = server.runtime.pools.get(TEST_IMAGE)
+        assert pool is not None and pool.stats()["creating"] >= 1, "warm-up was over before the stop"
+    assert not _instance_ids(docker_api, server)
+
+
+def test_startup_sweeps_leftovers_even_without_pools(docker_api: docker.APIClient) -> None:
+    """Pooled and one-shot containers of this instance go at start, pools or not; nothing else does."""
+    settings = make_settings()
+    mine = {**SESSION_LABELS, MANAGED_LABEL: "true", INSTANCE_LABEL: settings.instance}
+
+    def leftover(labels: dict[str, str]) -> str:
+        return str(docker_api.create_container(TEST_IMAGE, ["sleep", "600"], labels=labels)["Id"])
+
+    swept = {leftover({**mine, POOL_LABEL: TEST_IMAGE}), leftover({**mine, ONESHOT_LABEL: "true"})}
+    kept = {
+        leftover({**mine, INSTANCE_LABEL: "another-runner", ONESHOT_LABEL: "true"}),
+        leftover(mine),  # a container of this instance that is no one-shot's: the reaper's, not the sweep's
+    }
+    try:
+        with running_runner(settings):
+            wait_for(lambda: not swept & _all_ids(docker_api), timeout=30, what="the leftovers of this instance to go")
+        assert kept <= _all_ids(docker_api)
+    finally:
+        for container_id in kept:
+            docker_api.remove_container(container_id, force=True)
+
+
+def _all_ids(api: docker.APIClient) -> set[str]:
+    """Every container of this test session, whatever its state."""
+    return {item["Id"] for item in api.containers(all=True, filters={"label": f"{SESSION_LABEL}={SESSION_ID}"})}

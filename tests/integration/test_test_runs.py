@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gzip
 import io
+import json
 import tarfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
 import pytest
 
-from docker_runner_client import HttpDockerRunnerClient, changed_files
+from docker_runner import workloads
+from docker_runner.container_spec import MANAGED_LABEL
+from docker_runner.errors import ApiError
+from docker_runner.pool import ONESHOT_LABEL
+from docker_runner.runtime import Runtime
+from docker_runner.settings import Settings
+from docker_runner_client import DockerRunnerError, HttpDockerRunnerClient, changed_files
 from tests.support.docker_env import TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import error_of, signed_request
@@ -38,6 +48,7 @@ def _none_left(api: docker.APIClient, server: RunningServer) -> None:
 def test_patch_applied_and_exit_code_decides(
     runner: RunningServer, client: HttpDockerRunnerClient, docker_api: docker.APIClient
 ) -> None:
+    """The patch lands in /testbed, the default command runs it, its exit code decides."""
     passed = client.run_tests(TEST_IMAGE, PASSING)
     assert (passed.exit_code, passed.passed, passed.timed_out, passed.pooled) == (0, True, False, False)
     assert passed.test_output == "collected 2 items\nall passed\n" and passed.elapsed_ms >= 0
@@ -61,6 +72,7 @@ def test_custom_command_workdir_and_removals(runner: RunningServer, client: Http
 def test_timeout_keeps_the_output_so_far(
     runner: RunningServer, client: HttpDockerRunnerClient, docker_api: docker.APIClient
 ) -> None:
+    """A timeout kills the tests and still answers 200 with timedOut and the output so far."""
     started = time.monotonic()
     result = client.run_tests(TEST_IMAGE, {"run_tests.sh": b"echo started\nsleep 60\n"}, timeout=1)
     assert time.monotonic() - started < 30
@@ -75,15 +87,25 @@ def _tar(build: Callable[[tarfile.TarFile], None]) -> bytes:
     return buffer.getvalue()
 
 
-def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", data: bytes = b"") -> tarfile.TarInfo:
+def _member(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", data: bytes = b"", mode: int = 0o644
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = link
     info.size = len(data)
+    info.mode = mode
     return info
 
 
+def _chained(archive: tarfile.TarFile) -> None:
+    archive.addfile(_member("a/b", tarfile.SYMTYPE, ".."))
+    archive.addfile(_member("c", tarfile.SYMTYPE, "a/b/.."))
+    archive.addfile(_member("c/etc/x"), io.BytesIO(b""))
+
+
 HOSTILE = {
+    "chained symlinks": (_chained, "c/etc/x"),
     "absolute": (lambda a: a.addfile(_member("/etc/passwd"), io.BytesIO(b"")), "/etc/passwd"),
     "dotdot": (lambda a: a.addfile(_member("../../escape"), io.BytesIO(b"")), "../../escape"),
     "symlink out": (lambda a: a.addfile(_member("link", tarfile.SYMTYPE, "/etc/shadow")), "link"),
@@ -98,6 +120,7 @@ HOSTILE = {
 def test_hostile_tars_are_refused_before_any_container(
     runner: RunningServer, docker_api: docker.APIClient, case: str
 ) -> None:
+    """400 naming the entry, on both the JSON and the raw-tar route; no container was made."""
     build, entry = HOSTILE[case]
     tar = _tar(build)
     body = {"image": TEST_IMAGE, "patchTarBase64": base64.b64encode(tar).decode()}
@@ -133,16 +156,36 @@ def test_bad_one_shot_runs_are_400_before_any_container(
 
 
 def test_oversized_and_broken_archives(docker_api: docker.APIClient) -> None:
+    """Too large (contents, or headers alone, or a small gzip of a huge pax header) or not a tar: 400."""
     with running_runner(make_settings(max_patch_bytes=1000)) as server:
+        target = f"/v1/test?image={TEST_IMAGE}"
         big = _tar(lambda a: a.addfile(_member("big", data=b"x" * 2000), io.BytesIO(b"x" * 2000)))
-        response = signed_request(server.url, "PUT", f"/v1/test?image={TEST_IMAGE}", content=big)
+        response = signed_request(server.url, "PUT", target, content=big)
         assert response.status_code == 400 and error_of(response)["details"]["entry"] == "big"
-        broken = signed_request(server.url, "PUT", f"/v1/test?image={TEST_IMAGE}", content=b"not a tar at all" * 100)
+        headers_only = _tar(_three_empty_files)
+        response = signed_request(server.url, "PUT", target, content=headers_only)
+        assert response.status_code == 400 and error_of(response)["details"]["entry"] == "empty1"
+        bomb = gzip.compress(_tar(lambda a: a.addfile(_pax_member("x", comment="x" * 20_000_000), io.BytesIO(b""))))
+        response = signed_request(server.url, "PUT", target, content=bomb)
+        assert response.status_code == 400 and "extended header" in error_of(response)["message"], response.text
+        broken = signed_request(server.url, "PUT", target, content=b"not a tar at all" * 100)
         assert broken.status_code == 400 and "tar" in error_of(broken)["message"]
         assert not _instance_containers(docker_api, server)
 
 
+def _three_empty_files(archive: tarfile.TarFile) -> None:
+    for index in range(3):
+        archive.addfile(_member(f"empty{index}"))
+
+
+def _pax_member(name: str, **records: str) -> tarfile.TarInfo:
+    info = _member(name)
+    info.pax_headers = records
+    return info
+
+
 def test_client_disconnect_removes_the_container(runner: RunningServer, docker_api: docker.APIClient) -> None:
+    """A client that leaves mid-run takes the container with it."""
     tar = _tar(lambda a: a.addfile(_member("run_tests.sh", data=b"sleep 120\n"), io.BytesIO(b"sleep 120\n")))
     with pytest.raises(httpx.ReadTimeout):
         signed_request(runner.url, "PUT", f"/v1/test?image={TEST_IMAGE}", content=tar, timeout=1.5)
@@ -150,6 +193,7 @@ def test_client_disconnect_removes_the_container(runner: RunningServer, docker_a
 
 
 def test_runner_shutdown_removes_the_container(docker_api: docker.APIClient) -> None:
+    """A runner stopping mid-run removes the run's container (a managed one-shot container)."""
     outcome: list[BaseException | object] = []
 
     def run_until_the_runner_goes(client: HttpDockerRunnerClient) -> None:
@@ -165,7 +209,9 @@ def test_runner_shutdown_removes_the_container(docker_api: docker.APIClient) -> 
         worker = threading.Thread(target=run_until_the_runner_goes, args=(client,))
         worker.start()
         try:
-            wait_for(lambda: _instance_containers(docker_api, server), what="the test run to start")
+            (container_id,) = wait_for(lambda: _instance_containers(docker_api, server), what="the test run to start")
+            labels = docker_api.inspect_container(container_id)["Config"]["Labels"]
+            assert (labels[MANAGED_LABEL], labels[ONESHOT_LABEL]) == ("true", "true")
         finally:
             server.stop()
         worker.join(timeout=30)
@@ -176,6 +222,7 @@ def test_runner_shutdown_removes_the_container(docker_api: docker.APIClient) -> 
 def test_one_shot_run_in_a_fresh_container(
     runner: RunningServer, client: HttpDockerRunnerClient, docker_api: docker.APIClient
 ) -> None:
+    """stdin, files, a workdir, array commands and a timeout, each in a fresh container."""
     result = client.run(
         TEST_IMAGE,
         "cat; echo; cat /w/data.txt; echo oops >&2; exit 3",
@@ -196,15 +243,137 @@ def test_one_shot_run_in_a_fresh_container(
     _none_left(docker_api, runner)
 
 
-def test_changed_files_finds_what_travels(tmp_path: Path) -> None:
+def test_json_test_run_with_a_base64_patch(runner: RunningServer, docker_api: docker.APIClient) -> None:
+    """POST /v1/test: the patch as base64 (gzip too), the answer in full, the container gone."""
+    script = b"echo from json; test -x /testbed/run_tests.sh && echo executable\n"
+
+    def build(archive: tarfile.TarFile) -> None:
+        archive.addfile(_member("run_tests.sh", data=script, mode=0o755), io.BytesIO(script))
+
+    patch = base64.b64encode(gzip.compress(_tar(build))).decode()
+    response = signed_request(runner.url, "POST", "/v1/test", json_body={"image": TEST_IMAGE, "patchTarBase64": patch})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer == {**answer, "exitCode": 0, "testOutput": "from json\nexecutable\n", "timedOut": False}
+    assert (answer["truncated"], answer["pooled"]) == (False, False) and answer["elapsedMs"] >= 0
+    _none_left(docker_api, runner)
+
+
+def test_long_paths_land_in_the_work_directory(runner: RunningServer, client: HttpDockerRunnerClient) -> None:
+    """A name past 100 bytes travels in a pax record: it is re-rooted like any other, not put at /."""
+    deep = "d" * 60 + "/" + "e" * 60 + "/file.txt"
+    result = client.run_tests(TEST_IMAGE, {deep: b"deep"}, test_cmd=f"cat /testbed/{deep} && test ! -e /{deep}")
+    assert (result.exit_code, result.test_output) == (0, "deep")
+
+
+def test_modes_and_symlinks_reach_the_container(
+    runner: RunningServer, client: HttpDockerRunnerClient, tmp_path: Path
+) -> None:
+    """What changed_files finds (an exec bit, a file turned symlink) is what the tests see."""
     pristine, work = tmp_path / "pristine", tmp_path / "work"
     for root in (pristine, work):
-        (root / "pkg").mkdir(parents=True)
-        (root / "same.py").write_text("unchanged")
-        (root / "pkg" / "mod.py").write_text("old")
-    (pristine / "gone.py").write_text("deleted later")
-    (work / "pkg" / "mod.py").write_text("new")
-    (work / "pkg" / "added.py").write_text("added")
+        root.mkdir()
+        (root / "tool").write_text("#!/bin/sh\necho old\n")
+        (root / "config").write_text("a file")
+    (work / "tool").write_text("#!/bin/sh\necho tool ran\n")
+    (work / "tool").chmod(0o755)
+    (work / "config").unlink()
+    (work / "config").symlink_to("tool")
     changes = changed_files(work, pristine)
-    assert changes.modified == {"pkg/added.py": b"added", "pkg/mod.py": b"new"}
-    assert changes.removed == ["gone.py"]
+    result = client.run_tests(
+        TEST_IMAGE, changes.modified, removed_files=changes.removed, test_cmd="cd /testbed && ./tool && readlink config"
+    )
+    assert (result.exit_code, result.test_output) == (0, "tool ran\ntool\n")
+
+
+def test_test_runs_go_through_the_create_policy(docker_api: docker.APIClient, tmp_path: Path) -> None:
+    """A fresh test-run (or one-shot) container is created like any other: the policy can refuse it."""
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"images": ["allowed/*"]}))
+    with (
+        running_runner(make_settings(policy_path=policy)) as server,
+        HttpDockerRunnerClient(server.url, TEST_SECRET, max_retries=0) as client,
+    ):
+        for attempt in (lambda: client.run_tests(TEST_IMAGE, PASSING), lambda: client.run(TEST_IMAGE, "true")):
+            with pytest.raises(DockerRunnerError) as caught:
+                attempt()
+            assert (caught.value.status_code, caught.value.code) == (403, "policy_denied")
+        assert not _instance_containers(docker_api, server)
+
+
+@pytest.fixture(scope="module")
+def small_output_runner(docker_api: docker.APIClient) -> Iterator[RunningServer]:
+    """A runner keeping 64 bytes of output, whose default test command comes from DOCKER_RUNNER_TEST_CMD."""
+    environ = {"DOCKER_RUNNER_SHARED_SECRET": TEST_SECRET, "DOCKER_RUNNER_TEST_CMD": "cd /testbed && sh custom.sh 2>&1"}
+    test_cmd = Settings.from_env(environ).test_cmd
+    with running_runner(make_settings(test_cmd=test_cmd, max_output_bytes=64)) as server:
+        yield server
+
+
+def test_the_default_test_command_is_configurable(small_output_runner: RunningServer) -> None:
+    """DOCKER_RUNNER_TEST_CMD replaces `sh run_tests.sh` for runs that name no command."""
+    with HttpDockerRunnerClient(small_output_runner.url, TEST_SECRET) as client:
+        result = client.run_tests(TEST_IMAGE, {"custom.sh": b"echo custom ran\n", "run_tests.sh": b"exit 9\n"})
+    assert (result.exit_code, result.test_output) == (0, "custom ran\n")
+
+
+def test_output_past_the_limit_is_truncated_to_its_tail(small_output_runner: RunningServer) -> None:
+    """Both answers say truncated, and keep the last bytes (where a test runner prints its summary)."""
+    noisy = "seq 1 1000; echo summary"
+    with HttpDockerRunnerClient(small_output_runner.url, TEST_SECRET) as client:
+        test = client.run_tests(TEST_IMAGE, {"custom.sh": noisy.encode()})
+        run = client.run(TEST_IMAGE, noisy)
+    assert test.truncated and len(test.test_output) <= 2 * 64 and test.test_output.endswith("1000\nsummary\n")
+    assert run.truncated and len(run.stdout) <= 64 and run.stdout.endswith("1000\nsummary\n")
+    response = signed_request(
+        small_output_runner.url, "POST", "/v1/run", json_body={"image": TEST_IMAGE, "command": "echo short"}
+    )
+    assert response.json()["truncated"] is False
+
+
+def test_a_container_still_being_created_at_shutdown_is_removed(docker_api: docker.APIClient) -> None:
+    """Whether its request is cancelled mid-creation or shutdown begins meanwhile: nothing stays."""
+    runtime = Runtime.create(make_settings())
+    label = f"dev.docker-runner.instance={runtime.settings.instance}"
+    try:
+        outcomes = asyncio.run(_shutdown_during_creations(runtime))
+    finally:
+        runtime.engine.close()
+    assert outcomes == ["cancelled", "shutting_down"]
+    assert not docker_api.containers(all=True, filters={"label": label})
+
+
+async def _shutdown_during_creations(runtime: Runtime) -> list[str]:
+    bench = runtime.bench
+
+    async def use() -> None:
+        async with workloads.one_use_container(bench, TEST_IMAGE, 10_000):
+            raise AssertionError("the run got a container although shutdown had begun")
+
+    cancelled = asyncio.ensure_future(use())
+    first = await _next_creation(bench, set())
+    cancelled.cancel()  # the request went away (the client, or uvicorn at shutdown) mid-creation
+    shut_out = asyncio.ensure_future(use())
+    await _next_creation(bench, {first})
+    assert not first.done(), "the first creation ended before the test could cancel its request"
+    await workloads.shutdown(bench)
+    outcomes = []
+    for run in (cancelled, shut_out):
+        try:
+            await run
+        except asyncio.CancelledError:
+            outcomes.append("cancelled")
+        except ApiError as error:
+            outcomes.append(error.code)
+    return outcomes
+
+
+async def _next_creation(bench: workloads.Workbench, known: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:
+    """The creation a run just started (checked at every turn of the loop: it takes far longer)."""
+    deadline = time.monotonic() + 10
+    while True:
+        started = [task for task in bench.creations if task not in known and not task.done()]
+        if started:
+            return started[0]
+        assert time.monotonic() < deadline, "no creation started"
+        await asyncio.sleep(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 import docker_runner_client
-from docker_runner_client import AsyncHttpDockerRunnerClient, HttpDockerRunnerClient
+from docker_runner_client import AsyncHttpDockerRunnerClient, HttpDockerRunnerClient, PatchFile, PatchSymlink
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -51,3 +51,10 @@ def test_jobs_are_part_of_the_surface() -> None:
         assert name in docker_runner_client.__all__, name
     for method in ("submit_job", "job", "jobs", "cancel_job", "job_events"):
         assert hasattr(HttpDockerRunnerClient, method) and hasattr(AsyncHttpDockerRunnerClient, method), method
+
+
+def test_patch_entries_are_public_bytes() -> None:
+    """changed_files' values can be built by hand: a file with its mode, a symlink with its target."""
+    executable = PatchFile(b"#!/bin/sh\n", 0o100755)
+    assert (executable, executable.mode) == (b"#!/bin/sh\n", 0o755)
+    assert PatchSymlink(b"target").target == "target"
