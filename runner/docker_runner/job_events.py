@@ -3,8 +3,9 @@
 The attach stream is demultiplexed, then each stream is split into lines at the byte level (the
 splitter of the events stream). A stdout line that parses as a JSON object becomes
 ``{"type": "message", "message": {...}}``; every other line, stdout or stderr, becomes
-``{"type": "log", "stream", "line"}``. Each event is encoded once, when it happens, and numbered:
-the number is its SSE ``id``.
+``{"type": "log", "stream", "line"}``, blank lines included (plain output keeps its shape). A line
+longer than ``DOCKER_RUNNER_JOB_MAX_LINE_BYTES`` is dropped and counted. Each event is encoded
+once, when it happens, and numbered: the number is its SSE ``id``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class OutputLines:
 
     def __init__(self, max_line_bytes: int) -> None:
         self._demuxer = FrameDemuxer()
-        self._splitters = {"stdout": LineSplitter(max_line_bytes), "stderr": LineSplitter(max_line_bytes)}
+        self._splitters = {stream: LineSplitter(max_line_bytes, keep_blank=True) for stream in ("stdout", "stderr")}
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
         lines: list[tuple[str, bytes]] = []

@@ -9,7 +9,7 @@
 A job over its timeout is killed (``error``, code ``job_timeout``); an OOM-killed one ends in
 ``error`` with code ``job_oom``; a cancel kills it (``cancelled``). Every state change is a
 ``job_update`` event, the last one after the container is gone. Events live in a bounded
-per-job buffer that every subscriber reads at its own pace (:func:`frames`); ended jobs are
+per-job buffer that every subscriber reads at its own pace (``job_stream.frames``); ended jobs are
 remembered, events included, up to ``DOCKER_RUNNER_JOB_HISTORY`` of them.
 """
 
@@ -22,19 +22,18 @@ import math
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
-from litestar.response.sse import ServerSentEventMessage
 
-from . import job_spec, sse
+from . import job_spec
 from .blocking_stream import BlockingStream
 from .container_spec import INSTANCE_LABEL
 from .engine import APIClient, Engine, remove_if_present, wait_exit
-from .errors import ApiError, validation_error
+from .errors import ApiError
 from .job_attach import create_attached, exchange, shutdown_socket
 from .job_events import EventBuffer, OutputLines, classify, encode
 from .metrics import Metrics
@@ -43,6 +42,8 @@ from .policy import CreateChecker
 from .settings import Settings
 
 log = logging.getLogger("docker_runner.jobs")
+
+T = TypeVar("T")
 
 ENDED = ("completed", "error", "cancelled")
 SETTLE_WAIT_SECONDS = 30
@@ -75,6 +76,10 @@ class JobAnswer(msgspec.Struct, rename="camel"):
 
 def not_found_job(job_id: str) -> ApiError:
     return ApiError(404, "no_such_job", f"No such job: {job_id}")
+
+
+def shutting_down() -> ApiError:
+    return ApiError(503, "shutting_down", "The runner is shutting down", retryable=True)
 
 
 def _now_ms() -> int:
@@ -171,11 +176,19 @@ class _Outcome:
     failure: ApiError | None = None
 
 
+def _stopped_exit_code(state: dict[str, Any] | None) -> int | None:
+    """The exit code of a container that ran and stopped; None otherwise (a never started one says 0)."""
+    if state is None or state.get("Status") == "created" or state.get("Running"):
+        return None
+    code = state.get("ExitCode")
+    return code if isinstance(code, int) else None
+
+
 def verdict(job: Job, outcome: _Outcome, state: dict[str, Any] | None) -> tuple[str, int | None, JobError | None]:
     """(final status, exit code, error) from how the run went and the container's final state (pure)."""
-    exit_code = outcome.exit_code
-    if state is not None and not state.get("Running") and isinstance(state.get("ExitCode"), int):
-        exit_code = int(state["ExitCode"])
+    exit_code = _stopped_exit_code(state)
+    if exit_code is None:
+        exit_code = outcome.exit_code
     if job.cancel_requested:
         return "cancelled", exit_code, None
     if outcome.failure is not None:
@@ -206,7 +219,7 @@ class JobManager:
         self._settings = settings
         self._metrics = metrics
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()  # creations and runs: what shutdown waits for
         self._reserved = 0
         self._closed = False
         metrics.jobs_active.set_function(lambda: len(self.active()))
@@ -225,9 +238,12 @@ class JobManager:
         return list(reversed(self._jobs.values()))
 
     async def submit(self, request: job_spec.JobRequest) -> Job:
-        """Create the job's container (policy-checked) with stdin attached, then start it in the background."""
+        """Create the job's container (policy-checked) with stdin attached, then start it in the background.
+
+        The creation is a task of its own, which shutdown waits for and which goes on if the caller
+        leaves: a container once created always gets a job (or a removal) that ends it."""
         if self._closed:
-            raise ApiError(503, "shutting_down", "The runner is shutting down", retryable=True)
+            raise shutting_down()
         limit = self._settings.job_max_active
         if len(self.active()) + self._reserved >= limit:
             raise ApiError(503, "too_many_jobs", f"{limit} jobs are running already", retryable=True)
@@ -235,19 +251,36 @@ class JobManager:
         payload = job_spec.input_line(request.input)
         body = self._checker.check(job_spec.build_job_body(request, job_id, self._settings))
         self._reserved += 1
+        creation = self._track(self._create(request, job_id, body, payload))
+        return await asyncio.shield(creation)
+
+    async def _create(self, request: job_spec.JobRequest, job_id: str, body: dict[str, Any], payload: bytes) -> Job:
         try:
             container_id, attached = await self._engine.run(lambda api: create_attached(api, body))
         finally:
             self._reserved -= 1
+        if self._closed:  # shutdown began during the create and cancels no job it has not seen
+            attached.close()
+            await self._remove_container(job_id, container_id)
+            raise shutting_down()
         buffer = EventBuffer(self._settings.job_buffer_events, self._settings.job_buffer_bytes)
         job = Job(job_id, request, container_id, job_spec.timeout_ms(request, self._settings), buffer)
         self._jobs[job_id] = job
         job.update("starting")
-        task = asyncio.ensure_future(self._run(job, attached, payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._track(self._run(job, attached, payload))
         self._forget_old()
         return job
+
+    def _track(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._untrack)
+        return task
+
+    def _untrack(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # a creation's error went to its caller, if still there: nobody else awaits it
 
     async def cancel(self, job_id: str) -> Job:
         """Kill and remove the job's container; answers once the job has ended (an ended job as it is)."""
@@ -268,7 +301,7 @@ class JobManager:
         try:
             with anyio.CancelScope() as job.scope:
                 if job.cancel_requested:
-                    job.scope.cancel()
+                    return  # cancelled before its task ran: never started, only removed
                 await self._engine.run(lambda api: api.start(job.container_id))
                 if job.scope.cancel_called:
                     return
@@ -299,37 +332,54 @@ class JobManager:
         lines = OutputLines(self._settings.job_max_line_bytes)
         try:
             while (chunk := await stream.receive()) is not None:
-                for stream_name, line in lines.feed(chunk):
-                    job.record(stream_name, line)
-                job.lines_dropped = lines.overlong
-            for stream_name, line in lines.flush():
-                job.record(stream_name, line)
+                _relay(job, lines, lines.feed(chunk))
         finally:
+            # after a timeout or a cancel too: a last line without newline was still printed
+            _relay(job, lines, lines.flush())
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
         if stream.error is not None:
             log.warning("job %s: reading its output failed: %s", job.job_id, stream.error)
 
     async def _settle(self, job: Job, attached: Attached, outcome: _Outcome) -> None:
-        """Kill what still runs, read the final state, remove the container, then record the end."""
-        attached.close()
-        container_id = job.container_id
-        if not outcome.exited:
-            with contextlib.suppress(ApiError):  # not running (any more), or gone
-                await self._engine.run(lambda api: api.kill(container_id))
+        """Kill what still runs, read the final state, remove the container, then record the end:
+        whatever fails on the way, the end is recorded (or the job would stay running for good)."""
         state: dict[str, Any] | None = None
         try:
-            state = await self._engine.run(lambda api: _final_state(api, container_id))
-        except ApiError as error:
-            log.warning("job %s: could not read its final state: %s", job.job_id, error.message)
+            attached.close()
+            if not outcome.exited:
+                await self._kill(job)
+            state = await self._read_final_state(job)
+            await self._remove_container(job.job_id, job.container_id)
+        finally:
+            status, exit_code, job_error = verdict(job, outcome, state)
+            job.update(status, exit_code, job_error)
+            self._metrics.jobs.labels(status=status).inc()
+            self._forget_old()
+
+    async def _kill(self, job: Job) -> None:
+        container_id = job.container_id
+        try:
+            await self._engine.run(lambda api: api.kill(container_id))
+        except ApiError:
+            pass  # not running (any more), or gone
+        except Exception as error:
+            log.warning("job %s: could not kill container %s: %r", job.job_id, container_id[:12], error)
+
+    async def _read_final_state(self, job: Job) -> dict[str, Any] | None:
+        container_id = job.container_id
+        try:
+            return await self._engine.run(lambda api: _final_state(api, container_id))
+        except Exception as error:
+            log.warning("job %s: could not read its final state: %r", job.job_id, error)
+            return None
+
+    async def _remove_container(self, job_id: str, container_id: str) -> None:
+        """Best effort: a container left behind is removed by the reaper (its TTL) or the next start."""
         try:
             await self._engine.run(lambda api: remove_if_present(api, container_id))
-        except ApiError as error:
-            log.warning("job %s: could not remove container %s: %s", job.job_id, container_id[:12], error.message)
-        status, exit_code, job_error = verdict(job, outcome, state)
-        job.update(status, exit_code, job_error)
-        self._metrics.jobs.labels(status=status).inc()
-        self._forget_old()
+        except Exception as error:
+            log.warning("job %s: could not remove container %s: %r", job_id, container_id[:12], error)
 
     def _forget_old(self) -> None:
         ended = [job_id for job_id, job in self._jobs.items() if job.ended]
@@ -357,27 +407,7 @@ class JobManager:
             await asyncio.wait(list(self._tasks), timeout=30)
 
 
-def parse_last_event_id(value: str | None) -> int:
-    """The id of the last event a reconnecting subscriber saw; 0 (everything) when absent."""
-    if value is None or value == "":
-        return 0
-    if not value.isdigit():
-        raise validation_error("Last-Event-ID", "must be the id of a job event")
-    return int(value)
-
-
-async def frames(job: Job, after: int, ping_seconds: float) -> AsyncGenerator[ServerSentEventMessage, None]:
-    """The job's events after ``after`` (a ``dropped`` frame first for those no longer held), live
-    ones as they happen, ``: ping`` while quiet; ends after the final ``job_update``."""
-    cursor = after
-    while True:
-        missed, events = job.events.after(cursor)
-        if missed:
-            yield sse.frame({"type": "dropped", "dropped": missed})
-        for event in events:
-            yield ServerSentEventMessage(data=event.data, id=str(event.seq), sep=sse.SEPARATOR)
-            cursor = event.seq
-        if job.ended and cursor >= job.events.last_seq:
-            return
-        if not await job.wait_beyond(cursor, ping_seconds):
-            yield sse.ping()
+def _relay(job: Job, lines: OutputLines, found: list[tuple[str, bytes]]) -> None:
+    for stream_name, line in found:
+        job.record(stream_name, line)
+    job.lines_dropped = lines.overlong

@@ -14,13 +14,15 @@ from docker_runner import job_spec
 from docker_runner.demux import frame
 from docker_runner.errors import ApiError
 from docker_runner.job_events import EventBuffer, OutputLines, classify
-from docker_runner.jobs import Job, _Outcome, frames, verdict
+from docker_runner.job_stream import frames, resume_point
+from docker_runner.jobs import Job, _Outcome, verdict
 from docker_runner.settings import Settings, SettingsError
 from docker_runner_client import Job as ClientJob
 from docker_runner_client import JobEventsDropped, JobLog, JobMessage, JobResources, JobUpdate
 from docker_runner_client._sse import job_event
 
 SECRET = "s" * 32
+NEXT_SECRET = "n" * 32
 GiB = 1024**3
 
 
@@ -85,6 +87,28 @@ def test_overlong_lines_are_dropped_and_counted() -> None:
     assert lines.feed(frame(1, b"x" * 5)) == []  # past 8 bytes without a newline: dropped
     assert lines.feed(frame(1, b"xx\nok\n")) == [("stdout", b"ok")]
     assert lines.overlong == 1
+
+
+def test_an_overlong_line_arriving_whole_is_dropped_and_counted_too() -> None:
+    """The limit holds for a complete line inside one frame, on either stream."""
+    lines = OutputLines(max_line_bytes=8)
+    assert lines.feed(frame(1, b"ok\n" + b"y" * 9 + b"\nfine\n") + frame(2, b"z" * 20 + b"\n")) == [
+        ("stdout", b"ok"),
+        ("stdout", b"fine"),
+    ]
+    assert lines.overlong == 2
+
+
+def test_blank_output_lines_are_kept_as_log_lines() -> None:
+    """A job's plain output keeps its blank lines: each one is a log event with an empty line."""
+    lines = OutputLines(max_line_bytes=8)
+    assert lines.feed(frame(1, b"a\n\nb\n") + frame(2, b"\r\n")) == [
+        ("stdout", b"a"),
+        ("stdout", b""),
+        ("stdout", b"b"),
+        ("stderr", b""),
+    ]
+    assert classify("stdout", b"") == ("log", '{"type":"log","stream":"stdout","line":""}')
 
 
 def test_buffer_keeps_the_last_events_and_counts_the_rest() -> None:
@@ -178,6 +202,14 @@ def test_job_settings_from_the_environment() -> None:
             "DOCKER_RUNNER_JOB_ENV_PASSTHROUGH",
         ),
         ({"DOCKER_RUNNER_JOB_ENV_PASSTHROUGH": "COPY", "COPY": SECRET}, "DOCKER_RUNNER_JOB_ENV_PASSTHROUGH"),
+        (
+            {
+                "DOCKER_RUNNER_SHARED_SECRET_NEXT": NEXT_SECRET,
+                "DOCKER_RUNNER_JOB_ENV_PASSTHROUGH": "COPY",
+                "COPY": NEXT_SECRET,
+            },
+            "DOCKER_RUNNER_JOB_ENV_PASSTHROUGH",
+        ),
         ({"DOCKER_RUNNER_JOB_BUFFER_EVENTS": "0"}, "DOCKER_RUNNER_JOB_BUFFER_EVENTS"),
     ],
 )
@@ -187,8 +219,14 @@ def test_bad_job_settings_name_the_variable(env: dict[str, str], named: str) -> 
 
 
 def test_environment_is_passthrough_then_request_never_the_secret() -> None:
-    passed = (("PROXY", "p"), ("SHARED", "x"), ("DOCKER_RUNNER_SHARED_SECRET", SECRET), ("COPY", SECRET))
-    settings = _settings(job_env_passthrough=passed)
+    passed = (
+        ("PROXY", "p"),
+        ("SHARED", "x"),
+        ("DOCKER_RUNNER_SHARED_SECRET", SECRET),
+        ("COPY", SECRET),
+        ("COPY_OF_NEXT", NEXT_SECRET),
+    )
+    settings = _settings(job_env_passthrough=passed, shared_secret_next=NEXT_SECRET)
     assert job_spec.job_env({"SHARED": "mine", "NEW": "1"}, settings) == ["PROXY=p", "SHARED=mine", "NEW=1"]
     with pytest.raises(ApiError) as invalid:
         job_spec.job_env({"A=B": "1"}, settings)
@@ -219,6 +257,19 @@ def test_create_body_of_a_job() -> None:
         job_spec.JobRequest(image="busybox", input=None), "job2", _settings(job_gpus="all")
     )
     assert "Cmd" not in defaults and defaults["HostConfig"]["DeviceRequests"][0]["Count"] == -1
+
+
+def test_resources_default_to_the_settings_and_each_is_overridden_alone() -> None:
+    """No resources: the runner's memory (as memory+swap too) and CPUs; a job's cpus replaces only the CPUs."""
+    settings = _settings(job_memory_bytes=512 * 1024**2, job_nano_cpus=1_500_000_000)
+    host = job_spec.build_job_body(job_spec.JobRequest(image="busybox", input=None), "j", settings)["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["NanoCpus"]) == (512 * 1024**2, 512 * 1024**2, 1_500_000_000)
+    assert "DeviceRequests" not in host
+    asked = job_spec.JobRequest(image="busybox", input=None, resources=job_spec.JobResources(cpus=0.25))
+    host = job_spec.build_job_body(asked, "j", settings)["HostConfig"]
+    assert (host["Memory"], host["NanoCpus"]) == (512 * 1024**2, 250_000_000)
+    builtin = job_spec.build_job_body(job_spec.JobRequest(image="busybox", input=None), "j", _settings())["HostConfig"]
+    assert (builtin["Memory"], builtin["MemorySwap"], builtin["NanoCpus"]) == (2 * GiB, 2 * GiB, 2_000_000_000)
     assert job_spec.input_line({"text": "two\nlines", "u": "ü"}) == '{"text":"two\\nlines","u":"ü"}\n'.encode()
 
 
@@ -235,6 +286,7 @@ def _job(timeout_ms: int = 1000) -> Job:
         (False, _Outcome(timed_out=True), {"ExitCode": 137}, ("error", 137, "job_timeout")),
         (False, _Outcome(exited=True, exit_code=137), {"ExitCode": 137, "OOMKilled": True}, ("error", 137, "job_oom")),
         (True, _Outcome(), {"ExitCode": 137}, ("cancelled", 137, None)),
+        (True, _Outcome(), {"Status": "created", "ExitCode": 0}, ("cancelled", None, None)),  # never started
         (
             False,
             _Outcome(failure=ApiError(400, "bad_parameter", "no such executable")),
@@ -270,6 +322,32 @@ def test_frames_replay_what_was_missed_then_end_with_the_job() -> None:
     assert [message_id for message_id, _ in late[1:]] == ["3", "4", "5"]
     assert json.loads(late[-1][1] or "")["status"] == "completed"
     assert asyncio.run(collect(4)) == late[-1:]
+    assert asyncio.run(collect(5)) == []  # the final job_update seen: nothing more
+
+
+def test_an_id_beyond_the_newest_resumes_from_the_newest() -> None:
+    """Last-Event-ID past the newest event: an ended job sends its final job_update, a running one its
+    newest event then the live ones, with no gap and no duplicate."""
+
+    async def scenario() -> tuple[list[str | None], list[str | None]]:
+        ended = _job()
+        ended.update("starting")
+        ended.update("completed", 0)
+        from_ended = [message.id async for message in frames(ended, 99, ping_seconds=60)]
+        running = _job()
+        running.update("starting")
+        running.update("running")
+        stream = frames(running, 99, ping_seconds=60)
+        first = await anext(stream)
+        running.record("stdout", b"live")
+        running.update("completed", 0)
+        return from_ended, [first.id] + [message.id async for message in stream]
+
+    from_ended, from_running = asyncio.run(scenario())
+    assert from_ended == ["2"]
+    assert from_running == ["2", "3", "4"]
+    assert [resume_point(after, 5) for after in (0, 3, 5, 6, 10**30)] == [0, 3, 5, 4, 4]
+    assert resume_point(7, 0) == 0
 
 
 def _sse(data: dict[str, Any], event_id: str = "") -> ServerSentEvent:

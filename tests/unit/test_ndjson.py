@@ -51,8 +51,19 @@ def test_trailing_line_without_newline_is_flushed() -> None:
 
 
 def test_crlf_and_blank_lines() -> None:
+    """Blank lines are dropped by default (the engine's event stream)."""
     splitter = LineSplitter()
     assert splitter.feed(b'{"a":1}\r\n\n\n{"b":2}\r\n') == [b'{"a":1}', b'{"b":2}']
+    assert splitter.feed(b"\r") == [] and splitter.flush() == []
+
+
+def test_blank_lines_kept_when_asked() -> None:
+    """With keep_blank (a job's output) every blank line is a line, CRLF ones and a last lone CR too."""
+    splitter = LineSplitter(keep_blank=True)
+    assert splitter.feed(b"a\n\n\r\nb\n") == [b"a", b"", b"", b"b"]
+    assert splitter.feed(b"\n") == [b""]
+    assert splitter.flush() == []  # nothing pending: no line
+    assert splitter.feed(b"\r") == [] and splitter.flush() == [b""]
 
 
 def test_runaway_line_is_dropped_not_buffered() -> None:
@@ -61,3 +72,32 @@ def test_runaway_line_is_dropped_not_buffered() -> None:
     assert splitter.buffered == 0 and splitter.overlong == 1
     assert splitter.feed(b"x" * 50) == []  # still the same overlong line
     assert splitter.feed(b'xx\n{"ok":1}\n') == [b'{"ok":1}']
+
+
+@pytest.mark.parametrize(
+    ("name", "pieces"),
+    [
+        ("in one chunk", [b"ok\n" + b"x" * 101 + b"\nfine\n"]),
+        ("overlong line whole in its own chunk", [b"ok\n", b"x" * 101 + b"\n", b"fine\n"]),
+        ("overlong line whole then the next", [b"ok\n", b"x" * 101 + b"\nfine\n"]),
+        ("overlong line cut in two", [b"ok\n" + b"x" * 60, b"x" * 41 + b"\nfine\n"]),
+        ("overlong tail past the limit", [b"ok\n" + b"x" * 101, b"\nfine\n"]),
+        ("one byte at a time", [bytes([byte]) for byte in b"ok\n" + b"x" * 101 + b"\nfine\n"]),
+    ],
+)
+def test_limit_applies_to_every_line_however_cut(name: str, pieces: list[bytes]) -> None:
+    """A line over the limit is dropped and counted once, whether it came whole or in pieces."""
+    splitter = LineSplitter(max_line_bytes=100)
+    lines = [line for piece in pieces for line in splitter.feed(piece)] + splitter.flush()
+    assert (lines, splitter.overlong) == ([b"ok", b"fine"], 1), name
+
+
+def test_line_at_the_limit_is_kept_and_an_overlong_last_line_is_dropped() -> None:
+    """Exactly max_line_bytes passes (complete or flushed); one byte more, without newline, does not."""
+    splitter = LineSplitter(max_line_bytes=4)
+    assert splitter.feed(b"abcd\nabcde\n") == [b"abcd"]
+    assert splitter.feed(b"wxyz") == [] and splitter.flush() == [b"wxyz"]
+    splitter.feed(b"abc")
+    splitter.feed(b"de")  # past the limit while still unfinished: dropped at once
+    assert splitter.flush() == [] and splitter.overlong == 2
+    assert splitter.feed(b"next\n") == [b"next"]  # flush ended the skipping

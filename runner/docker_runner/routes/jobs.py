@@ -9,7 +9,7 @@ from litestar import Request, delete, get, post
 from litestar.params import HeaderParameter, JSONBody, PathParameter
 from litestar.response import ServerSentEvent
 
-from .. import jobs, sse
+from .. import job_stream, sse
 from ..auth import TICKETS_ACCEPTED
 from ..job_spec import JobRequest
 from ..jobs import JobAnswer
@@ -64,9 +64,9 @@ async def job_events(
     runtime: RuntimeDep,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
-    after = jobs.parse_last_event_id(last_event_id)
+    after = job_stream.parse_last_event_id(last_event_id)
     job = runtime.jobs.get(job_id)
-    frames = jobs.frames(job, after, runtime.settings.sse_ping_ms / 1000)
+    frames = job_stream.frames(job, after, runtime.settings.sse_ping_ms / 1000)
     return sse.response(counted(frames, runtime.metrics.sse_subscribers.labels(stream="jobs")))
 
 
