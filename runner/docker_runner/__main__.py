@@ -7,13 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
 from . import envfile, log_format
-from .app import create_asgi
 from .policy import PolicyError
 from .pool_config import PoolError
 from .runtime import Runtime
+from .server import ListenError, RunnerServer, bind_listener, uvicorn_config
 from .settings import Settings, SettingsError
 
 
@@ -48,19 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"docker-runner: {exc}", file=sys.stderr)
         return 2
     log_format.configure(settings.log_level, settings.log_json)
-    uvicorn.run(
-        create_asgi(settings, runtime),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        ws_ping_interval=settings.ws_ping_interval_seconds,
-        ws_ping_timeout=settings.ws_ping_timeout_seconds,
-        ws_per_message_deflate=settings.ws_compression,
-        access_log=False,  # the runner logs each request itself, without raw paths (tickets)
-        log_config=None,  # uvicorn's own loggers go through the runner's format
-        lifespan="on",
-    )
+    try:
+        listener = bind_listener(settings.host, settings.port)
+    except ListenError as exc:
+        print(f"docker-runner: {exc}", file=sys.stderr)
+        return 2
+    RunnerServer(uvicorn_config(settings, runtime), runtime).run(sockets=[listener])
     return 0
 
 

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 
 from .auth import NonceCache
 from .container_spec import MANAGED_LABEL
+from .draining import Draining
 from .engine import Engine
 from .errors import ApiError
 from .jobs import JobManager
@@ -37,6 +38,7 @@ class Runtime:
     bench: Workbench
     jobs: JobManager
     touches: TouchLog = field(default_factory=TouchLog)
+    draining: Draining = field(default_factory=Draining)
 
     @classmethod
     def create(cls, settings: Settings, policy: Policy | None = None) -> Runtime:

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from . import oneshot
 from .container_spec import ContainerOpts, build_create_body
+from .draining import Draining, shutting_down
 from .engine import APIClient, Engine, remove_if_present
 from .errors import ApiError
 from .exec_run import Canceller
@@ -101,7 +102,7 @@ async def _fresh_container(bench: Workbench, image: str, timeout_ms: int) -> Poo
             _remove_later(bench, made)  # made just before the cancel reached us
         raise
     if container is None:
-        raise ApiError(503, "shutting_down", "The runner is shutting down", retryable=True)
+        raise shutting_down()
     return container
 
 
@@ -133,8 +134,10 @@ async def dispatch(
     timeout_ms: int,
     max_output_bytes: int,
     on_client_gone: Callable[[Canceller], Any],
+    draining: Draining,
 ) -> oneshot.RunResult:
-    """Run the script in the container; a client that leaves cancels it (the container goes anyway)."""
+    """Run the script in the container; a client that leaves cancels it (the container goes anyway),
+    and so does a shutdown whose grace is running out (503 ``shutting_down``)."""
     canceller = Canceller()
 
     def work(_api: APIClient) -> oneshot.RunResult:
@@ -145,9 +148,13 @@ async def dispatch(
 
     watcher = on_client_gone(canceller)
     try:
-        return await engine.run_stream(work, on_cancel=canceller.cancel)
+        with draining.track(canceller.cancel):
+            result = await engine.run_stream(work, on_cancel=canceller.cancel)
     finally:
         watcher.cancel()
+    if result.cancelled and draining.cut_begun:
+        raise shutting_down({"stdout": result.stdout, "stderr": result.stderr})
+    return result
 
 
 async def put_tar(engine: Engine, container_id: str, tar: IO[bytes]) -> None:

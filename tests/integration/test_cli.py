@@ -8,12 +8,17 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 
 from docker_runner import envfile
+from docker_runner.container_spec import INSTANCE_LABEL, MANAGED_LABEL
+from docker_runner.pool import POOL_LABEL
+from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.waiting import wait_for
 
 RUNNER = [sys.executable, "-m", "docker_runner"]
@@ -98,3 +103,28 @@ def test_json_log_format_from_the_environment(tmp_path: Path) -> None:
         "GET",
     )
     assert "s" * 40 not in stderr
+
+
+@pytest.mark.docker
+def test_a_taken_port_stops_the_start_before_it_sweeps(docker_api: docker.APIClient) -> None:
+    """A second runner of the same instance on a port already taken exits with one line naming
+    DOCKER_RUNNER_PORT, and leaves the first runner's pooled containers alone."""
+    instance = "cli-" + uuid.uuid4().hex[:8]
+    labels = {**SESSION_LABELS, MANAGED_LABEL: "true", INSTANCE_LABEL: instance, POOL_LABEL: TEST_IMAGE}
+    pooled = docker_api.create_container(TEST_IMAGE, ["sleep", "60"], labels=labels)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = _env(
+            DOCKER_RUNNER_SHARED_SECRET="s" * 40,
+            DOCKER_RUNNER_PORT=str(taken.getsockname()[1]),
+            DOCKER_RUNNER_INSTANCE=instance,
+        )
+        done = subprocess.run(RUNNER, env=env, capture_output=True, text=True, timeout=60)
+    try:
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "DOCKER_RUNNER_PORT" in lines[0], done.stderr
+        assert docker_api.containers(all=True, filters={"id": pooled["Id"]})
+    finally:
+        docker_api.remove_container(pooled["Id"], force=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import resource
+import threading
 import time
 import uuid
 
@@ -19,11 +20,12 @@ from docker_runner_client import (
     HttpDockerRunnerClient,
     NotFound,
     StartedContainer,
+    UpstreamError,
     ValidationFailed,
 )
 from tests.conftest import sleeper_opts
 from tests.support.ps import processes
-from tests.support.server import RunningServer
+from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import error_of, signed_request
 from tests.support.waiting import wait_for
 
@@ -209,6 +211,38 @@ def test_client_disconnect_kills_the_exec(
         lambda: "sleep 7773" not in processes(docker_api, container.container_id),
         what="the exec to be killed after the client left",
     )
+
+
+def test_shutdown_answers_an_exec_still_running(docker_api: docker.APIClient) -> None:
+    """A runner shutting down gives an exec its grace, then answers it 503 shutting_down with the
+    output so far (not a bare 500) and kills its processes; the container keeps running."""
+    outcome: list[BaseException] = []
+    with (
+        running_runner(make_settings(shutdown_grace_seconds=2)) as server,
+        HttpDockerRunnerClient(server.url, TEST_SECRET, max_retries=0) as client,
+    ):
+        box = client.start_container(sleeper_opts())
+        try:
+
+            def run() -> None:
+                try:
+                    client.exec_run(box.container_id, "echo started; sleep 7772")
+                except BaseException as error:
+                    outcome.append(error)
+
+            worker = threading.Thread(target=run)
+            worker.start()
+            wait_for(lambda: "sleep 7772" in processes(docker_api, box.container_id), what="the exec to run")
+            server.stop()
+            worker.join(timeout=30)
+            (error,) = outcome
+            assert isinstance(error, UpstreamError), error
+            assert (error.status_code, error.code) == (503, "shutting_down")
+            assert error.details["stdout"] == "started\n"
+            assert "sleep 7772" not in processes(docker_api, box.container_id)
+            assert docker_api.inspect_container(box.container_id)["State"]["Running"]
+        finally:
+            docker_api.remove_container(box.container_id, force=True)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from docker_runner.errors import ApiError
 from docker_runner.pool import ONESHOT_LABEL
 from docker_runner.runtime import Runtime
 from docker_runner.settings import Settings
-from docker_runner_client import DockerRunnerError, HttpDockerRunnerClient, changed_files
+from docker_runner_client import DockerRunnerError, HttpDockerRunnerClient, UpstreamError, changed_files
 from tests.support.docker_env import TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import error_of, signed_request
@@ -216,6 +216,9 @@ def test_runner_shutdown_removes_the_container(docker_api: docker.APIClient) -> 
             server.stop()
         worker.join(timeout=30)
     assert not worker.is_alive() and outcome, "the run did not end when the runner shut down"
+    (error,) = outcome
+    assert isinstance(error, UpstreamError), error  # answered before the grace ran out, not cut
+    assert (error.status_code, error.code, error.retryable) == (503, "shutting_down", True)
     assert not _instance_containers(docker_api, server)
 
 

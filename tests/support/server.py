@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import uvicorn
-
-from docker_runner.app import create_asgi
 from docker_runner.runtime import Runtime
+from docker_runner.server import RunnerServer, bind_listener, uvicorn_config
 from docker_runner.settings import Settings
 
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -35,20 +32,9 @@ class RunningServer:
     def __init__(self, settings: Settings, runtime: Runtime) -> None:
         self.settings = settings
         self.runtime = runtime
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                create_asgi(settings, runtime),
-                log_level="warning",
-                lifespan="on",
-                timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-                ws_ping_interval=settings.ws_ping_interval_seconds,
-                ws_ping_timeout=settings.ws_ping_timeout_seconds,
-                ws_per_message_deflate=settings.ws_compression,
-            )
-        )
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
+        # as the console script serves it (docker_runner.server), on a free port
+        self._server = RunnerServer(uvicorn_config(settings, runtime, log_level="warning", log_config=None), runtime)
+        self._socket = bind_listener("127.0.0.1", 0)
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)

@@ -12,6 +12,7 @@ from litestar.params import JSONBody
 
 from ..container_spec import NonEmptyStr
 from ..disconnect import watch_disconnect
+from ..draining import shutting_down
 from ..engine import APIClient
 from ..errors import ApiError, validation_error
 from ..exec_run import Canceller, Ending, ExecOutcome, ExecSpec, run_exec, shell_command
@@ -127,10 +128,13 @@ async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any],
 
     watcher = watch_disconnect(request.receive)(canceller)
     try:
-        outcome = await runtime.engine.run_stream(run, on_cancel=canceller.cancel)
+        with runtime.draining.track(canceller.cancel):
+            outcome = await runtime.engine.run_stream(run, on_cancel=canceller.cancel)
     finally:
         watcher.cancel()
     _count(runtime.metrics, outcome)
+    if outcome.ending is Ending.CANCELLED and runtime.draining.cut_begun:
+        raise shutting_down({"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed})
     return _answer(spec, outcome)
 
 

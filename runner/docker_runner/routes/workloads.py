@@ -105,6 +105,7 @@ async def run_once(data: JSONBody[RunBody], request: Request[Any, Any, Any], run
                 data.timeout_ms or 0,
                 max_output,
                 watch_disconnect(request.receive),
+                runtime.draining,
             )
     finally:
         if tar is not None:
@@ -145,6 +146,7 @@ async def _run_test(
                 timeout_ms,
                 runtime.settings.max_output_bytes,
                 watch_disconnect(request.receive),
+                runtime.draining,
             )
     finally:
         rooted.close()
