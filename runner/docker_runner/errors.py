@@ -102,6 +102,19 @@ def _response(error: ApiError) -> Response[Any]:
     )
 
 
+# msgspec names a missing or unknown field in its message: "Object missing required field `image`",
+# "Object contains unknown field `bogus` - at `$.resources`"
+_NAMED_FIELD = re.compile(r"field `(?P<field>[^`]+)`(?: - at `\$\.?(?P<path>[^`]*)`)?")
+
+
+def _field_named_in(message: str) -> str | None:
+    found = _NAMED_FIELD.search(message)
+    if found is None:
+        return None
+    path = (found.group("path") or "").replace("[", ".").replace("]", "")
+    return f"{path}.{found.group('field')}" if path else found.group("field")
+
+
 def _from_validation(exc: ValidationException) -> ApiError:
     problems = exc.extra if isinstance(exc.extra, list) else []
     parts = []
@@ -110,12 +123,13 @@ def _from_validation(exc: ValidationException) -> ApiError:
         if not isinstance(problem, dict):
             continue
         key = str(problem.get("key") or "")
+        key = "" if key == "data" else key
         message = str(problem.get("message") or "invalid")
-        if key and key != "data":
-            fields.append(key)
-            parts.append(f"{key}: {message}")
-        else:
-            parts.append(message)
+        named = _field_named_in(message)
+        field = ".".join(part for part in (key, named) if part)
+        if field:
+            fields.append(field)
+        parts.append(f"{field}: {message}" if field else message)
     message = "; ".join(parts) or str(exc.detail)
     details: dict[str, Any] = {"field": fields[0]} if fields else {}
     return ApiError(400, "validation_error", message, details=details)

@@ -65,6 +65,7 @@ def test_timestamp_of_thousands_of_digits_is_401(runner: RunningServer) -> None:
     [
         ("/v1/containers/start", {}, "image"),
         ("/v1/containers/start", {"image": "x", "surprise": 1}, "surprise"),
+        ("/v1/containers/start", {"image": "x", "resources": {"bogus": 1}}, "resources.bogus"),
         ("/v1/containers/start", {"image": "x", "ttlSeconds": 0}, "ttlSeconds"),
         ("/v1/containers/start", {"image": "x", "resources": {"memoryBytes": "lots"}}, "resources.memoryBytes"),
         ("/v1/containers/start", {"image": "x", "env": 3}, "env"),
@@ -79,6 +80,7 @@ def test_validation_names_the_field(runner: RunningServer, path: str, body: dict
     error = error_of(response)
     assert (response.status_code, error["code"], error["retryable"]) == (400, "validation_error", False)
     assert field in error["message"]
+    assert error["details"]["field"] == field
 
 
 def test_missing_query_parameter_is_400(runner: RunningServer) -> None:
