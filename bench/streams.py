@@ -12,8 +12,9 @@ One run starts a real runner in-process on a free port (as the tests do) and mea
 
 2. Exec stdout throughput of ``head -c 209715200 /dev/zero`` (200 MiB), three ways:
 
-   - runner: ``client.open_exec`` (the client's WebSocket, which offers permessage-deflate, and the
-     runner's uvicorn accepts it), summing ``len(output.data)`` until the exit frame;
+   - runner: ``client.open_exec`` (the client's WebSocket offers permessage-deflate; the runner
+     declines it unless ``DOCKER_RUNNER_WS_COMPRESSION=true``, off by default and here, so frames go
+     uncompressed), summing ``len(output.data)`` until the exit frame;
    - runner-raw: the same WebSocket opened by hand with ``compression=None`` (upgrade signed here),
      decoding the same JSON frames ``{"type":"stdout","data":"<base64>"}`` until ``{"type":"exit"}``;
    - direct: docker-py ``exec_create`` + ``exec_start(socket=True)``, reading the raw socket until

@@ -4,6 +4,7 @@ mapping) shared by the synchronous ``HttpDockerRunnerClient`` and the asynchrono
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import os
 import random
@@ -16,13 +17,13 @@ from typing import IO, Any, TypeVar
 
 import anyio
 import httpx
-from httpx_sse import EventSource
+from httpx_sse import EventSource, ServerSentEvent
 from websockets.asyncio.client import connect as connect_websocket_async
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect as connect_websocket
 
 from . import _routes as routes
-from ._exceptions import DockerRunnerError, RunnerTimeout, RunnerTransportError, error_from_response
+from ._exceptions import DockerRunnerError, RunnerTimeout, RunnerTransportError, StreamError, error_from_response
 from ._models import (
     ContainerOpts,
     DockerEvent,
@@ -173,6 +174,66 @@ class ClientCore:
                 code="runner_invalid_response",
                 retryable=False,
             ) from exc
+
+
+def _server_time(response: httpx.Response) -> float:
+    """When the runner answered, by its own clock (the engine's, near enough), else by ours."""
+    date = response.headers.get("date")
+    if date:
+        try:
+            return email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            pass
+    return time.time()
+
+
+class EventsResume:
+    """Where a subscription to engine events starts again after a drop (pure).
+
+    After the last event seen, by ``Last-Event-ID``; before any was seen, from the caller's
+    ``since``, or else from when the first connection was answered, so that events of the gap are
+    delivered and none twice. Without ``until`` a subscription has no end: a stream that ends,
+    cleanly or with an error frame, is a drop too."""
+
+    def __init__(
+        self, since: str | None, until: str | None, filters: Mapping[str, Any] | None, last_event_id: str | None
+    ) -> None:
+        self._since = since
+        self._until = until
+        self._filters = filters
+        self._last_event_id = last_event_id
+        self._resume_since: str | None = since
+        self._connected = False
+        self.attempt = 0
+
+    def call(self) -> routes.Call:
+        since = self._resume_since if self._connected else self._since
+        return routes.events(since, self._until, self._filters, self._last_event_id)
+
+    def connected(self, response: httpx.Response) -> None:
+        if self._resume_since is None:
+            self._resume_since = str(int(_server_time(response)))
+        self._connected = True
+
+    def take(self, message: ServerSentEvent) -> DockerEvent | None:
+        """The event of a frame (an error frame raises StreamError); remembers where it stopped."""
+        self._last_event_id = message.id or self._last_event_id
+        event = docker_event(message)
+        if event is not None:
+            self.attempt = 0
+        return event
+
+    def resumes_after_end(self, reconnect: bool) -> bool:
+        return reconnect and self._until is None
+
+    @staticmethod
+    def resumes_after(error: DockerRunnerError, reconnect: bool) -> bool:
+        return reconnect and (isinstance(error, (RunnerTransportError, StreamError)) or error.retryable)
+
+    def next_delay(self, core: ClientCore) -> float:
+        delay = core.reconnect_delay(self.attempt)
+        self.attempt += 1
+        return delay
 
 
 @contextmanager
@@ -375,23 +436,24 @@ class HttpDockerRunnerClient:
         last_event_id: str | None = None,
     ) -> Iterator[DockerEvent]:
         """Engine events as they happen (containers only unless ``filters`` say otherwise). With
-        ``reconnect``, a dropped connection is resumed where it stopped, by Last-Event-ID."""
-        attempt = 0
+        ``reconnect``, a dropped stream (a lost connection, an error frame, and without ``until``
+        any end) is opened again with backoff, signed afresh, and resumed where it stopped: after
+        the last event by Last-Event-ID, or before any from ``since`` or the first connection."""
+        resume = EventsResume(since, until, filters, last_event_id)
         while True:
             try:
-                with self._stream(routes.events(since, until, filters, last_event_id)) as response, transport_errors():
+                with self._stream(resume.call()) as response, transport_errors():
+                    resume.connected(response)
                     for message in EventSource(response).iter_sse():
-                        last_event_id = message.id or last_event_id
-                        event = docker_event(message)
+                        event = resume.take(message)
                         if event is not None:
-                            attempt = 0
                             yield event
-                return
-            except RunnerTransportError:
-                if not reconnect:
+                if not resume.resumes_after_end(reconnect):
+                    return
+            except DockerRunnerError as error:
+                if not resume.resumes_after(error, reconnect):
                     raise
-                time.sleep(self._core.reconnect_delay(attempt))
-                attempt += 1
+            time.sleep(resume.next_delay(self._core))
 
     def logs(
         self,
@@ -691,23 +753,22 @@ class AsyncHttpDockerRunnerClient:
         last_event_id: str | None = None,
     ) -> AsyncIterator[DockerEvent]:
         """Engine events as they happen; see ``HttpDockerRunnerClient.events``."""
-        attempt = 0
+        resume = EventsResume(since, until, filters, last_event_id)
         while True:
             try:
-                async with self._stream(routes.events(since, until, filters, last_event_id)) as response:
+                async with self._stream(resume.call()) as response:
+                    resume.connected(response)
                     with transport_errors():
                         async for message in EventSource(response).aiter_sse():
-                            last_event_id = message.id or last_event_id
-                            event = docker_event(message)
+                            event = resume.take(message)
                             if event is not None:
-                                attempt = 0
                                 yield event
-                return
-            except RunnerTransportError:
-                if not reconnect:
+                if not resume.resumes_after_end(reconnect):
+                    return
+            except DockerRunnerError as error:
+                if not resume.resumes_after(error, reconnect):
                     raise
-                await anyio.sleep(self._core.reconnect_delay(attempt))
-                attempt += 1
+            await anyio.sleep(resume.next_delay(self._core))
 
     async def logs(
         self,

@@ -1,6 +1,8 @@
 """Interactive exec sessions over the runner's WebSocket (PROTOCOL 5), sync and async.
 
 The frame handling is shared (:class:`_SessionState`); the two session classes only move frames.
+A closed connection, on a send as on a receive, raises :class:`RunnerTransportError`, never the
+websockets library's own exceptions.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from websockets.asyncio.client import ClientConnection as AsyncConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
-from ._exceptions import DockerRunnerError, RunnerTransportError, error_from_frame, error_from_response
+from ._exceptions import DockerRunnerError, RunnerTimeout, RunnerTransportError, error_from_frame, error_from_response
 from ._models import ExecOutput
 
 
@@ -69,6 +71,12 @@ class _SessionState:
             f"the exec session closed before it ended: {exc}", code="runner_connection_error", retryable=False
         )
 
+    def closed_on_send(self, exc: ConnectionClosed) -> RunnerTransportError:
+        how = "after the process ended" if self.ended else "before the process ended"
+        return RunnerTransportError(
+            f"cannot send: the exec session is closed ({how}): {exc}", code="runner_session_closed", retryable=False
+        )
+
 
 class ExecSession:
     """A running interactive exec. Iterate for output; ``wait()`` for the exit code."""
@@ -97,15 +105,25 @@ class ExecSession:
             return self._state.take(self._connection.recv(timeout))
         except ConnectionClosed as exc:
             raise self._state.closed_early(exc) from exc
+        except TimeoutError as exc:
+            raise RunnerTimeout(
+                f"no frame from the exec session within {timeout} s", code="runner_timeout", retryable=False
+            ) from exc
+
+    def _send(self, text: str) -> None:
+        try:
+            self._connection.send(text)
+        except ConnectionClosed as exc:
+            raise self._state.closed_on_send(exc) from exc
 
     def send(self, data: bytes) -> None:
-        self._connection.send(_stdin(data))
+        self._send(_stdin(data))
 
     def close_stdin(self) -> None:
-        self._connection.send(CLOSE_STDIN)
+        self._send(CLOSE_STDIN)
 
     def resize(self, cols: int, rows: int) -> None:
-        self._connection.send(_resize(cols, rows))
+        self._send(_resize(cols, rows))
 
     def __iter__(self) -> Iterator[ExecOutput]:
         while not self._state.ended:
@@ -163,14 +181,20 @@ class AsyncExecSession:
         except ConnectionClosed as exc:
             raise self._state.closed_early(exc) from exc
 
+    async def _send(self, text: str) -> None:
+        try:
+            await self._connection.send(text)
+        except ConnectionClosed as exc:
+            raise self._state.closed_on_send(exc) from exc
+
     async def send(self, data: bytes) -> None:
-        await self._connection.send(_stdin(data))
+        await self._send(_stdin(data))
 
     async def close_stdin(self) -> None:
-        await self._connection.send(CLOSE_STDIN)
+        await self._send(CLOSE_STDIN)
 
     async def resize(self, cols: int, rows: int) -> None:
-        await self._connection.send(_resize(cols, rows))
+        await self._send(_resize(cols, rows))
 
     async def __aiter__(self) -> AsyncIterator[ExecOutput]:
         while not self._state.ended:

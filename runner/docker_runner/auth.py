@@ -36,6 +36,8 @@ from .errors import ApiError
 OPEN_ROUTE = "open"  # handler opt: no authentication
 STREAMED_BODY = "streamed_body"  # handler opt: the body is spooled to disk, not held in memory
 TICKETS_ACCEPTED = "tickets"  # handler opt: a browser ticket may stand in for the signed headers
+# handler opt: scope -> ApiError | None, a refusal checked before a ticket is spent on the request
+UPGRADE_PRECHECK = "upgrade_precheck"
 SPOOLED_BODY_STATE = "docker_runner.spooled_body"
 SPOOL_MEMORY_BYTES = 1024 * 1024
 
@@ -268,6 +270,10 @@ class AuthMiddleware(ASGIMiddleware):
     def _authenticate_without_body(self, scope: Scope) -> None:
         if self._uses_ticket(scope):
             assert self._tickets is not None
+            precheck = scope["route_handler"].opt.get(UPGRADE_PRECHECK)
+            refusal = precheck(scope) if precheck is not None and scope["type"] == ScopeType.WEBSOCKET else None
+            if refusal is not None:
+                raise refusal  # a refused upgrade (a foreign Origin) leaves the ticket unspent
             self._tickets.redeem(request_target(scope))
             return
         # a WebSocket upgrade is a GET with an empty body, signed like any other

@@ -1,6 +1,9 @@
 """A blocking byte stream (an engine response) read on a thread of the stream budget and handed to
 the event loop through a small buffer: a slow consumer slows the reader, and the engine behind it,
-instead of growing memory. Closing it from the loop ends the read and frees the thread at once."""
+instead of growing memory. Closing it from the loop ends the read and frees the thread at once.
+
+A read that fails (the engine broke the stream off) ends the stream with :attr:`BlockingStream.error`
+set; one that ends, or that the consumer closed, leaves it None."""
 
 from __future__ import annotations
 
@@ -24,11 +27,14 @@ class BlockingStream:
         close: Callable[[], None],
         limiter: anyio.CapacityLimiter,
         buffer_chunks: int = 8,
+        *,
+        on_closed: Callable[[], None] | None = None,
     ) -> None:
         self._send: MemoryObjectSendStream[bytes]
         self._receive: MemoryObjectReceiveStream[bytes]
         self._send, self._receive = anyio.create_memory_object_stream[bytes](buffer_chunks)
         self._close = close
+        self._on_closed = on_closed
         self.error: BaseException | None = None
         self._reader = asyncio.ensure_future(self._read(chunks, limiter))
 
@@ -57,8 +63,13 @@ class BlockingStream:
     async def aclose(self) -> None:
         self._receive.close()  # wakes a reader blocked on a full buffer
         self._close()  # interrupts a reader blocked on the engine
-        with anyio.move_on_after(CLOSE_WAIT_SECONDS), contextlib.suppress(Exception):
-            await asyncio.shield(self._reader)
+        try:
+            with anyio.move_on_after(CLOSE_WAIT_SECONDS), contextlib.suppress(Exception):
+                await asyncio.shield(self._reader)
+        finally:
+            on_closed, self._on_closed = self._on_closed, None
+            if on_closed is not None:
+                on_closed()
 
     async def __aenter__(self) -> BlockingStream:
         return self

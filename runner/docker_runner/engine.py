@@ -3,6 +3,11 @@
 Short calls (inspect, create, remove, ...) share one thread limiter; long ones (exec runs,
 archive streams, event and log streams) have their own, so a burst of streams cannot starve
 the short calls. docker-py's connection pool is sized to both together.
+
+An SSE subscriber or an interactive session holds one token of the long budget for its whole
+life (a :class:`StreamLease`), taken without waiting: when none is free the request is refused
+at once (503 ``too_many_streams``) instead of hanging. The lease brings the stream its own
+threads, so its reads and its stdin writes never queue behind other streams.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from docker.transport.unixconn import UnixHTTPConnection
 from docker.types import CancellableStream
 from docker.utils import kwargs_from_env
 
+from .blocking_stream import BlockingStream
 from .errors import ApiError, docker_unavailable, from_engine
 from .settings import Settings
 
@@ -118,9 +124,19 @@ def volume_labels(api: APIClient, name: str) -> dict[str, str] | None:
     return dict(document.get("Labels") or {})
 
 
+def container_running(api: APIClient, container_id: str) -> bool:
+    """Is the container running? A container that is gone is not."""
+    try:
+        document = api.inspect_container(container_id)
+    except docker.errors.NotFound:
+        return False
+    return bool((document.get("State") or {}).get("Running"))
+
+
 def open_stream(api: APIClient, path: str, params: dict[str, Any]) -> requests.Response:
-    """Start a streamed engine GET (events, logs, archives); the caller reads it with
-    :func:`read_chunks` and closes it, from any thread, to end it at once.
+    """Start a streamed engine GET (events, logs, archives); the caller reads it (through an
+    :class:`EngineStream`, or as archives do) and closes it, from any thread, to end it at once.
+    An error answer raises with the engine's own message.
 
     docker-py's own streaming helpers hide the response (so an abandoned stream could not be
     released) or merge stdout and stderr; this asks the same endpoints through the client's
@@ -131,21 +147,44 @@ def open_stream(api: APIClient, path: str, params: dict[str, Any]) -> requests.R
     try:
         response.raise_for_status()
     except requests.exceptions.HTTPError as exc:
+        # docker-py takes the engine's message from the body: read it before closing the response
+        with contextlib.suppress(requests.exceptions.RequestException):
+            _ = response.content
         response.close()
         docker.errors.create_api_error_from_http_exception(exc)
     return response
 
 
-def read_chunks(response: requests.Response, size: int = 64 * 1024) -> Iterator[bytes]:
-    """What the engine has sent so far, chunk by chunk, without waiting for ``size`` bytes."""
-    while True:
-        try:
-            chunk: bytes = response.raw.read1(size)
-        except (AttributeError, ValueError, OSError, urllib3.exceptions.HTTPError):
-            return  # closed from another thread, or the engine went away
-        if not chunk:
-            return
-        yield chunk
+class EngineStreamBroken(Exception):
+    """The engine broke a streamed body off before its end (it went away, or restarted)."""
+
+
+class EngineStream:
+    """A streamed engine response read chunk by chunk, and closed from any thread.
+
+    The engine ends a complete body properly (the last chunk of a chunked body): the chunks just
+    end. A body broken off raises :class:`EngineStreamBroken`, unless we closed it ourselves."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+        self._closing = False
+
+    def chunks(self, size: int = 64 * 1024) -> Iterator[bytes]:
+        """What the engine has sent so far, chunk by chunk, without waiting for ``size`` bytes."""
+        while True:
+            try:
+                chunk: bytes = self._response.raw.read1(size)
+            except (AttributeError, ValueError, OSError, urllib3.exceptions.HTTPError) as exc:
+                if self._closing:
+                    return
+                raise EngineStreamBroken(f"the engine broke the stream off: {exc}") from exc
+            if not chunk:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        self._closing = True
+        close_stream(self._response)
 
 
 def close_stream(response: requests.Response) -> None:
@@ -163,6 +202,33 @@ def container_path(container_id: str, tail: str) -> str:
 def open_archive_response(api: APIClient, container_id: str, path: str) -> requests.Response:
     """Start reading a container path as a tar; the caller streams it and closes the response."""
     return open_stream(api, container_path(container_id, "archive"), {"path": path})
+
+
+THREADS_PER_STREAM = 2  # a reader, and a writer for an interactive session's stdin
+
+
+class StreamLease:
+    """One token of the long-stream budget, held by one stream from its start to its end, and the
+    stream's own threads."""
+
+    def __init__(self, budget: anyio.CapacityLimiter) -> None:
+        self._budget = budget
+        self._released = False
+        self.threads = anyio.CapacityLimiter(THREADS_PER_STREAM)
+        try:
+            budget.acquire_on_behalf_of_nowait(self)
+        except anyio.WouldBlock:
+            raise ApiError(
+                503,
+                "too_many_streams",
+                f"All {int(budget.total_tokens)} stream slots are in use (DOCKER_RUNNER_STREAM_THREADS); retry shortly",
+                retryable=True,
+            ) from None
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._budget.release_on_behalf_of(self)
 
 
 class Engine:
@@ -236,6 +302,14 @@ class Engine:
             on_cancel()
             raise
 
+    def lease_stream(self) -> StreamLease:
+        """A token of the long-stream budget for a stream's life, or 503 ``too_many_streams`` now."""
+        return StreamLease(self.stream_limiter)
+
+    async def run_leased(self, lease: StreamLease, fn: Callable[[APIClient], T]) -> T:
+        """A blocking engine call of a leased stream (its opening), on the stream's own threads."""
+        return await anyio.to_thread.run_sync(self._call, fn, limiter=lease.threads)
+
     async def ping(self) -> None:
         def ping(api: APIClient) -> None:
             api.ping()
@@ -245,3 +319,17 @@ class Engine:
     def close(self) -> None:
         if self._api is not None:
             self._api.close()
+
+
+async def open_leased_stream(engine: Engine, path: str, params: dict[str, Any]) -> BlockingStream:
+    """Open a streamed engine GET (events, logs) on a lease of its own, now, so that its errors
+    (the engine's, or 503 ``too_many_streams``) are ordinary error answers. Closing the stream
+    gives the lease back."""
+    lease = engine.lease_stream()
+    try:
+        response = await engine.run_leased(lease, lambda api: open_stream(api, path, params))
+    except BaseException:
+        lease.release()
+        raise
+    stream = EngineStream(response)
+    return BlockingStream(stream.chunks(), stream.close, lease.threads, on_closed=lease.release)

@@ -15,7 +15,7 @@ from litestar.response.sse import ServerSentEventMessage
 
 from . import sse
 from .blocking_stream import BlockingStream
-from .engine import Engine, close_stream, open_stream, read_chunks
+from .engine import Engine, open_leased_stream
 from .errors import validation_error
 from .ndjson import LineSplitter
 
@@ -81,8 +81,7 @@ async def subscribe(
     if resume_after is not None:
         since = f"{resume_after // 1_000_000_000}.{resume_after % 1_000_000_000:09d}"
     params = {"since": since, "until": until, "filters": json.dumps(filters)}
-    response = await engine.run_stream(lambda api: open_stream(api, "/events", params))
-    return BlockingStream(read_chunks(response), lambda: close_stream(response), engine.stream_limiter)
+    return await open_leased_stream(engine, "/events", params)
 
 
 def _event_frame(line: bytes, resume_after: int | None) -> ServerSentEventMessage | None:

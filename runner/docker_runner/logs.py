@@ -12,7 +12,7 @@ from litestar.response.sse import ServerSentEventMessage
 from . import sse
 from .blocking_stream import BlockingStream
 from .demux import STDERR, FrameDemuxer
-from .engine import Engine, close_stream, container_path, open_stream, read_chunks
+from .engine import Engine, container_path, open_leased_stream
 from .errors import validation_error
 
 _TIMESTAMP = re.compile(r"^\d{1,12}(\.\d{1,9})?$")
@@ -77,9 +77,7 @@ class LogQuery:
 
 async def open_logs(engine: Engine, container_id: str, query: LogQuery) -> BlockingStream:
     """Open the engine's log stream now, so that its errors are ordinary error answers."""
-    path = container_path(container_id, "logs")
-    response = await engine.run_stream(lambda api: open_stream(api, path, query.params()))
-    return BlockingStream(read_chunks(response), lambda: close_stream(response), engine.stream_limiter)
+    return await open_leased_stream(engine, container_path(container_id, "logs"), query.params())
 
 
 def _chunk(stream_name: str, data: bytes) -> ServerSentEventMessage:

@@ -98,16 +98,20 @@ def test_streamed_round_trip_of_a_large_file(
 
 def test_archive_errors(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
     """Missing paths and containers are 404 with the engine's message; bad base64 is 400."""
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as no_path:
         client.get_archive(container.container_id, "/no/such/path")
-    with pytest.raises(NotFound):
+    assert no_path.value.code == "no_such_path"
+    assert no_path.value.message == f"Could not find the file /no/such/path in container {container.container_id}"
+    with pytest.raises(NotFound) as no_dir:
         client.put_archive(container.container_id, "/no/such/dir", make_tar({"a": b"a"}))
+    assert no_dir.value.code == "no_such_path" and "/no/such/dir" in no_dir.value.message
     with pytest.raises(NotFound) as missing:
         client.upload_archive("does-not-exist-xyz", "/tmp", make_tar({"a": b"a"}))
     assert missing.value.code == "no_such_container"
 
 
 def test_bad_base64_names_the_field(runner: RunningServer, container: StartedContainer) -> None:
+    """A payload that is not base64 is 400 naming payloadBase64."""
     body = {"containerId": container.container_id, "path": "/tmp", "payloadBase64": "not*base64"}
     response = signed_request(runner.url, "POST", "/v1/containers/putArchive", json_body=body)
     assert response.status_code == 400
@@ -127,5 +131,6 @@ def test_raw_upload_signature_covers_the_bytes(runner: RunningServer, container:
 def test_validation_failed_is_raised_for_empty_path(
     client: HttpDockerRunnerClient, container: StartedContainer
 ) -> None:
+    """An empty path is refused before the engine is asked."""
     with pytest.raises(ValidationFailed):
         client.get_archive(container.container_id, "")

@@ -9,7 +9,7 @@ import time
 import anyio
 import pytest
 
-from docker_runner_client import AsyncHttpDockerRunnerClient, ExecOptions, ExecTimeout, NotFound
+from docker_runner_client import AsyncHttpDockerRunnerClient, ExecOptions, ExecTimeout, NotFound, RunnerTransportError
 from tests.conftest import sleeper_opts
 from tests.support.docker_env import SESSION_ID
 from tests.support.server import TEST_SECRET, RunningServer
@@ -69,12 +69,18 @@ async def _streams(url: str) -> None:
                 await session.close_stdin()
                 assert b"".join([output.data async for output in session]) == b"async hello"
                 assert session.exit_code == 0
+                with pytest.raises(RunnerTransportError) as too_late:
+                    with anyio.fail_after(10):
+                        while True:  # until the runner's close frame has been read
+                            await session.send(b"too late")
+                            await anyio.sleep(0.02)
+                assert too_late.value.code == "runner_session_closed"
         finally:
             await client.remove_container(box.container_id, force=True)
 
 
 def test_async_streams_and_exec(runner: RunningServer) -> None:
-    """logs, events and an interactive exec through the async client."""
+    """logs, events and an interactive exec through the async client; a send after the end raises its error."""
     anyio.run(_streams, runner.url)
 
 

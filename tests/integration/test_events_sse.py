@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,19 +23,19 @@ pytestmark = pytest.mark.docker
 
 
 class Collector:
-    """Events of one subscription, gathered on a thread until ``stop_after`` matches."""
+    """Events of one subscription, gathered on a thread until every action of ``stop_after`` was seen."""
 
-    def __init__(self, events: Iterator[DockerEvent], stop_after: str = "destroy") -> None:
+    def __init__(self, events: Iterator[DockerEvent], stop_after: tuple[str, ...] = ("destroy",)) -> None:
         self.events: list[DockerEvent] = []
         self._iterator = events
-        self._stop_after = stop_after
+        self._stop_after = set(stop_after)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         for event in self._iterator:
             self.events.append(event)
-            if event.action == self._stop_after:
+            if self._stop_after <= set(self.actions()):
                 return
 
     def actions(self) -> list[str]:
@@ -48,16 +50,132 @@ def _listeners(api: docker.APIClient) -> int:
     return int(api.info()["NEventsListener"])
 
 
+class CuttableProxy:
+    """A TCP relay to the runner whose connections can be cut, and which turns new ones away while cut."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._open = threading.Event()
+        self._open.set()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._open.is_set():
+                downstream.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self._target_port))
+            with self._lock:
+                self._sockets += [downstream, upstream]
+            for source, sink in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._relay, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _relay(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            end.close()
+
+    def cut(self) -> None:
+        self._open.clear()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for end in sockets:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def reopen(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
+GAP_ACTIONS = ("create", "start", "die", "destroy")
+
+
+def _each_once(collector: Collector) -> None:
+    actions = collector.actions()
+    assert all(actions.count(action) == 1 for action in GAP_ACTIONS), actions
+
+
+def test_a_drop_before_any_event_loses_nothing(
+    runner: RunningServer, client: HttpDockerRunnerClient, docker_api: docker.APIClient
+) -> None:
+    """reconnect=True: a stream dropped before its first event resumes from its first connection, so
+    the events of the gap arrive, once each."""
+    proxy = CuttableProxy(runner.port)
+    try:
+        with HttpDockerRunnerClient(proxy.url, TEST_SECRET, retry_backoff_ms=50) as through_proxy:
+            baseline = _listeners(docker_api)
+            filters = {"type": ["container"], "label": ["case=events-gap"]}
+            collector = Collector(through_proxy.events(filters=filters, reconnect=True))
+            wait_for(lambda: _listeners(docker_api) > baseline, what="the engine subscription")
+            proxy.cut()
+            started = client.start_container(sleeper_opts(labels={**SESSION_LABELS, "case": "events-gap"}))
+            client.remove_container(started.container_id, force=True)
+            assert collector.events == []
+            proxy.reopen()
+            collector.join()
+    finally:
+        proxy.close()
+    _each_once(collector)
+    assert {event.actor_id for event in collector.events} == {started.container_id}
+
+
+def test_a_drop_after_an_event_resumes_after_it(
+    runner: RunningServer, client: HttpDockerRunnerClient, docker_api: docker.APIClient
+) -> None:
+    """reconnect=True: a stream dropped after some events resumes after the last one: none twice, none lost."""
+    proxy = CuttableProxy(runner.port)
+    try:
+        with HttpDockerRunnerClient(proxy.url, TEST_SECRET, retry_backoff_ms=50) as through_proxy:
+            baseline = _listeners(docker_api)
+            filters = {"type": ["container"], "label": ["case=events-resume-live"]}
+            collector = Collector(through_proxy.events(filters=filters, reconnect=True))
+            wait_for(lambda: _listeners(docker_api) > baseline, what="the engine subscription")
+            started = client.start_container(sleeper_opts(labels={**SESSION_LABELS, "case": "events-resume-live"}))
+            wait_for(lambda: "start" in collector.actions(), what="the start event")
+            proxy.cut()
+            client.remove_container(started.container_id, force=True)
+            proxy.reopen()
+            collector.join()
+    finally:
+        proxy.close()
+    _each_once(collector)
+
+
 def test_lifecycle_events_in_order(client: HttpDockerRunnerClient, docker_api: docker.APIClient) -> None:
-    """start, die and destroy of a labelled container arrive once each, in order."""
+    """create, start, kill, die, stop and destroy of a labelled container arrive, in order, once each
+    (the engine's stop sends SIGTERM then SIGKILL: one kill event per signal)."""
     baseline = _listeners(docker_api)
-    collector = Collector(client.events(filters={"type": ["container"], "label": ["case=events-lifecycle"]}))
+    collector = Collector(
+        client.events(filters={"type": ["container"], "label": ["case=events-lifecycle"]}),
+        stop_after=("stop", "destroy"),
+    )
     wait_for(lambda: _listeners(docker_api) > baseline, what="the engine subscription")
     started = client.start_container(sleeper_opts(labels={**SESSION_LABELS, "case": "events-lifecycle"}))
     client.stop_container(started.container_id, timeout_sec=0)
     collector.join()
     actions = collector.actions()
-    assert [a for a in actions if a in ("create", "start", "die", "destroy")] == ["create", "start", "die", "destroy"]
+    one_kill = [a for i, a in enumerate(actions) if a != "kill" or actions[i - 1] != "kill"]
+    assert one_kill[:4] == ["create", "start", "kill", "die"]
+    assert sorted(one_kill[4:]) == ["destroy", "stop"]  # auto-removed: destroy may come before stop
+    signals = [event.attributes.get("signal") for event in collector.events if event.action == "kill"]
+    assert signals[0] == "15"  # SIGTERM first, then SIGKILL once the 0 s grace is over
     assert {event.actor_id for event in collector.events} == {started.container_id}
     times = [event.time_nano for event in collector.events]
     assert times == sorted(times) and len(set(times)) == len(times)
@@ -161,6 +279,7 @@ def test_subscriber_leaving_releases_the_engine_stream(docker_api: docker.APICli
 
 
 def test_foreign_containers_never_show(client: HttpDockerRunnerClient, docker_api: docker.APIClient) -> None:
+    """Containers outside the runner's scope never show, whatever their labels."""
     baseline = _listeners(docker_api)
     collector = Collector(client.events(filters={"type": ["container"], "label": ["case=events-scope"]}))
     wait_for(lambda: _listeners(docker_api) > baseline, what="the subscription")

@@ -9,23 +9,30 @@ import socket
 import time
 import uuid
 
+import anyio
 import docker
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from docker_runner import interactive
+from docker_runner.engine import Engine
+from docker_runner.interactive import ExecQuery, InteractiveExec
 from docker_runner_client import (
     Conflict,
     HttpDockerRunnerClient,
     NotFound,
+    RunnerTransportError,
     StartedContainer,
     Unauthorized,
+    UpstreamError,
 )
 from docker_runner_client._signing import sign_headers
 from tests.conftest import sleeper_opts
 from tests.support.ps import processes
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
+from tests.support.signed import error_of, signed_request
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
@@ -45,6 +52,7 @@ def test_echo_through_stdin_and_eof(client: HttpDockerRunnerClient, container: S
 
 
 def test_natural_exit_code_and_demux(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    """The exit frame carries the real exit code; demux splits stderr out, without it stderr is stdout."""
     with client.open_exec(container.container_id, "echo out; echo err >&2; exit 7", demux=True) as session:
         outputs = list(session)
         assert session.exit_code == 7
@@ -54,6 +62,7 @@ def test_natural_exit_code_and_demux(client: HttpDockerRunnerClient, container: 
 
 
 def test_env_and_workdir(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    """env and workdir reach the process."""
     with client.open_exec(container.container_id, 'echo "$A"; pwd', env={"A": "a b"}, workdir="/tmp") as session:
         assert b"".join(o.data for o in session) == b"a b\n/tmp\n"
 
@@ -90,9 +99,72 @@ def test_tty_resize_and_ctrl_c(
         assert session.wait(timeout=10) == 4
 
 
+def _running(api: docker.APIClient, container_id: str, args: str) -> bool:
+    """Is a process with exactly these arguments running in the container?"""
+    lines = processes(api, container_id).splitlines()[1:]
+    return any(line.split(None, 2)[2:] == [args] for line in lines)
+
+
+@pytest.mark.parametrize("command", ["/bin/sh", "cat"])
+def test_tty_close_ends_input_and_still_yields_exit(
+    client: HttpDockerRunnerClient, container: StartedContainer, docker_api: docker.APIClient, command: str
+) -> None:
+    """close on a tty is end of input: the shell (or cat) ends, exit 0 arrives, nothing is left running."""
+    with client.open_exec(container.container_id, [command], tty=True) as session:
+        session.send(b"echo said-$((6*7))\n" if command == "/bin/sh" else b"said-42\n")
+        _read_until(session, b"said-42")
+        wait_for(lambda: _running(docker_api, container.container_id, command), what=f"{command} to run")
+        session.close_stdin()
+        assert session.wait(timeout=15) == 0
+    assert not _running(docker_api, container.container_id, command)
+
+
+def test_sending_after_the_end_raises_the_clients_error(
+    client: HttpDockerRunnerClient, container: StartedContainer
+) -> None:
+    """Once the runner closed the session, send raises RunnerTransportError, not a websockets error."""
+    with client.open_exec(container.container_id, "true") as session:
+        assert session.wait(timeout=10) == 0
+        deadline = time.monotonic() + 10
+        with pytest.raises(RunnerTransportError) as caught:
+            while time.monotonic() < deadline:  # until the runner's close frame has been read
+                session.send(b"too late")
+                time.sleep(0.02)
+    assert caught.value.code == "runner_session_closed"
+
+
+async def _output_ends_before_the_process(container_id: str) -> tuple[int, float]:
+    engine = Engine(make_settings(), None)
+    lease = engine.lease_stream()
+    session = await InteractiveExec.start(engine, ExecQuery(container_id, ["/bin/sh"], tty=True), lease)
+    try:
+        # a tty exec's half-closed stdin makes the engine end its output while the shell runs on
+        session._raw.shutdown(socket.SHUT_WR)
+        while await session.output.receive() is not None:
+            pass
+        await session.aclose()
+        began = time.monotonic()
+        return await session.end(), time.monotonic() - began
+    finally:
+        lease.release()
+        engine.close()
+
+
+def test_a_process_outliving_its_output_is_killed_and_reported(
+    container: StartedContainer, docker_api: docker.APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Output over but the process running: waited for (bounded), then killed, and its exit code given."""
+    monkeypatch.setattr(interactive, "END_WAIT_SECONDS", 0.5)
+    exit_code, waited = anyio.run(_output_ends_before_the_process, container.container_id)
+    assert exit_code == 137  # SIGKILL
+    assert 0.5 <= waited < 10
+    assert not _running(docker_api, container.container_id, "/bin/sh")
+
+
 def test_client_disconnect_kills_the_process(
     client: HttpDockerRunnerClient, container: StartedContainer, docker_api: docker.APIClient
 ) -> None:
+    """A client that leaves gets its exec's processes killed, background jobs included."""
     session = client.open_exec(container.container_id, "sleep 7782 & sleep 7783")
     wait_for(lambda: "sleep 7783" in processes(docker_api, container.container_id), what="the exec to run")
     session.close()
@@ -140,12 +212,50 @@ def test_silent_client_is_dropped_and_its_process_killed(
 def test_container_death_ends_the_session_with_an_error(
     client: HttpDockerRunnerClient, docker_api: docker.APIClient
 ) -> None:
+    """A container dying mid-session ends it with error container_not_running, never a hang."""
     started = client.start_container(sleeper_opts())
     with client.open_exec(started.container_id, "sleep 100") as session:
         docker_api.kill(started.container_id)
         with pytest.raises(Conflict) as caught:
             session.wait(timeout=20)
     assert caught.value.code == "container_not_running"
+
+
+def test_sessions_beyond_the_stream_slots_are_refused_and_open_ones_keep_working(
+    container: StartedContainer, docker_api: docker.APIClient
+) -> None:
+    """With every stream slot taken, an open session's stdin, resize and kill still work, and new
+    WebSocket and SSE requests are refused at once with 503 too_many_streams (retryable)."""
+    with (
+        running_runner(make_settings(stream_threads=1)) as server,
+        HttpDockerRunnerClient(server.url, TEST_SECRET, max_retries=0) as client,
+    ):
+        session = client.open_exec(container.container_id, ["/bin/sh"], tty=True)
+        session.resize(99, 33)
+        session.send(b"stty size; sleep 7785\n")
+        _read_until(session, b"33 99")
+        with pytest.raises(UpstreamError) as refused:
+            client.open_exec(container.container_id, "true")
+        assert (refused.value.status_code, refused.value.code, refused.value.retryable) == (
+            503,
+            "too_many_streams",
+            True,
+        )
+        events = signed_request(server.url, "GET", "/v1/events/sse", timeout=10)
+        assert (events.status_code, error_of(events)["code"], error_of(events)["retryable"]) == (
+            503,
+            "too_many_streams",
+            True,
+        )
+        wait_for(lambda: "sleep 7785" in processes(docker_api, container.container_id), what="sleep to start")
+        session.close()
+        wait_for(
+            lambda: "sleep 7785" not in processes(docker_api, container.container_id),
+            what="the disconnect's kill",
+        )
+        wait_for(lambda: server.runtime.engine.stream_limiter.borrowed_tokens == 0, what="the slot to be free")
+        with client.open_exec(container.container_id, "echo again") as again:
+            assert b"".join(output.data for output in again) == b"again\n"
 
 
 def test_slow_reader_slows_the_process_and_bounds_memory(docker_api: docker.APIClient) -> None:
@@ -190,6 +300,7 @@ def test_refusals_and_bad_queries(runner: RunningServer, client: HttpDockerRunne
 
 
 def test_failed_start_is_error_then_1011(runner: RunningServer, client: HttpDockerRunnerClient) -> None:
+    """An exec that cannot start sends error, then closes with 1011."""
     stopped = client.start_container(sleeper_opts(auto_remove=False))
     client.stop_container(stopped.container_id, timeout_sec=0)
     try:

@@ -24,6 +24,7 @@ def _finished_container(client: HttpDockerRunnerClient) -> StartedContainer:
 
 
 def test_non_follow_reads_what_is_there_and_ends(client: HttpDockerRunnerClient) -> None:
+    """follow=false reads what is there, honouring stdout, stderr, tail and timestamps, then ends."""
     started = _finished_container(client)
     try:
         chunks = list(client.logs(started.container_id, follow=False))
@@ -55,6 +56,7 @@ def test_follow_streams_until_the_container_ends(client: HttpDockerRunnerClient)
 
 
 def test_literal_false_means_false(runner: RunningServer, client: HttpDockerRunnerClient) -> None:
+    """follow=false&stdout=false are false; asking for neither stream is the engine's 400, its message kept."""
     started = _finished_container(client)
     try:
         target = f"/v1/containers/logs/sse?containerId={started.container_id}&follow=false&stdout=false&stderr=1"
@@ -63,12 +65,14 @@ def test_literal_false_means_false(runner: RunningServer, client: HttpDockerRunn
         assert '"stream":"stderr"' in response.text and '"stream":"stdout"' not in response.text
         assert response.text.rstrip().endswith('data: {"type":"end"}')
         neither = signed_request(runner.url, "GET", target.replace("stderr=1", "stderr=0"))
-        assert neither.status_code == 400  # the engine's own answer: at least one stream
+        assert neither.status_code == 400  # the engine's own answer, with its own message
+        assert error_of(neither)["message"] == "Bad parameters: you must choose at least one stream"
     finally:
         client.remove_container(started.container_id, force=True)
 
 
 def test_bad_queries_and_missing_containers(runner: RunningServer, client: HttpDockerRunnerClient) -> None:
+    """Bad booleans and tails are 400 naming the field; a missing container is 404, before any frame."""
     bad = signed_request(runner.url, "GET", "/v1/containers/logs/sse?containerId=x&follow=maybe")
     assert (bad.status_code, error_of(bad)["code"]) == (400, "validation_error") and "follow" in error_of(bad)[
         "message"
@@ -80,6 +84,7 @@ def test_bad_queries_and_missing_containers(runner: RunningServer, client: HttpD
 
 
 def test_tty_container_logs_are_stdout(client: HttpDockerRunnerClient) -> None:
+    """A tty container's output is one stream: all of it arrives as stdout."""
     started = client.start_container(
         sleeper_opts(cmd=["sh", "-c", "echo hi; echo there >&2"], tty=True, auto_remove=False)
     )

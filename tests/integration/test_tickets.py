@@ -12,7 +12,7 @@ from websockets.sync.client import connect
 
 from docker_runner.tickets import TicketBook, split_ticket
 from docker_runner_client import HttpDockerRunnerClient, StartedContainer, ValidationFailed
-from tests.support.server import RunningServer, make_settings, running_runner
+from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
@@ -40,12 +40,14 @@ def test_ticket_opens_the_websocket_once(client: HttpDockerRunnerClient, contain
 
 
 def test_ticket_is_bound_to_its_path_and_query(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    """A ticket opens only the path and query it was issued for."""
     ticket = client.ticket(_ws_path(container.container_id))
     other = ticket.url(client.base_url).replace("echo%20ticketed", "cat%20/etc/passwd")
     assert _refusal(other) == (401, "invalid_ticket")
 
 
 def test_expired_ticket_is_refused(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    """A ticket past its expiry is refused with 401 invalid_ticket."""
     ticket = client.ticket(_ws_path(container.container_id), ttl_ms=1)
     wait_for(lambda: time.time() * 1000 > ticket.expires_at, what="expiry")
     assert _refusal(ticket.url(client.base_url)) == (401, "invalid_ticket")
@@ -63,6 +65,7 @@ def test_ticket_opens_an_event_stream(runner: RunningServer, client: HttpDockerR
 
 
 def test_ticket_requests_are_validated(client: HttpDockerRunnerClient) -> None:
+    """ttlMs above 60 s and paths not starting with / are 400 naming the field."""
     with pytest.raises(ValidationFailed) as too_long:
         client.ticket("/v1/events/sse", ttl_ms=60_001)
     assert "ttlMs" in too_long.value.message
@@ -80,6 +83,18 @@ def test_tickets_survive_a_rotation(container: StartedContainer) -> None:
             assert json.loads(browser.recv(timeout=10))["type"] == "ready"
 
 
+def test_a_refused_origin_does_not_use_the_ticket_up(container: StartedContainer) -> None:
+    """An upgrade refused for its Origin leaves the ticket unused: the right page can still open it."""
+    with running_runner(make_settings(allowed_origins=("https://platform.example",))) as server:
+        with HttpDockerRunnerClient(server.url, TEST_SECRET) as client:
+            url = client.ticket(_ws_path(container.container_id)).url(server.url)
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, additional_headers={"Origin": "https://evil.example"}, legacy=True)
+        assert refused.value.response.status_code == 403
+        with connect(url, additional_headers={"Origin": "https://platform.example"}) as browser:
+            assert json.loads(browser.recv(timeout=10))["type"] == "ready"
+
+
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
@@ -91,4 +106,5 @@ def test_tickets_survive_a_rotation(container: StartedContainer) -> None:
     ],
 )
 def test_ticket_must_be_the_last_parameter(target: str, expected: tuple[str, str] | None) -> None:
+    """Only a ticket in the last query parameter counts."""
     assert split_ticket(target) == expected

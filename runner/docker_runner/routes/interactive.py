@@ -10,23 +10,28 @@ from urllib.parse import urlsplit
 
 import anyio
 from litestar import Request, WebSocket, get, websocket
+from litestar.datastructures import Headers
 from litestar.exceptions import WebSocketDisconnect
 from litestar.openapi import ResponseSpec
+from litestar.types import Scope
 
-from ..auth import OPEN_ROUTE, TICKETS_ACCEPTED, refuse_upgrade, request_target
+from ..auth import OPEN_ROUTE, TICKETS_ACCEPTED, UPGRADE_PRECHECK, refuse_upgrade, request_target
 from ..demux import STDERR, FrameDemuxer
+from ..engine import StreamLease
 from ..errors import ApiError
 from ..interactive import ExecQuery, InteractiveExec
 from ..observe import note
 from ..openapi import ErrorEnvelope
 from ..output_buffer import TailBuffer
-from ..runtime import RuntimeDep
+from ..runtime import Runtime, RuntimeDep
 from ..settings import Settings
 from ..tickets import split_ticket
 
 PATH = "/v1/exec/interactive/ws"
 EXIT_TAIL_BYTES = 256 * 1024
 CLOSE_NORMAL, CLOSE_INTERNAL_ERROR, CLOSE_INVALID_QUERY = 1000, 1011, 4000
+# Handler opt: a check of the bare upgrade that the auth middleware may run before it redeems a
+# ticket, so that a refused upgrade does not use the ticket up (not yet read by auth.py).
 
 
 def _error_frame(error: ApiError) -> dict[str, Any]:
@@ -114,7 +119,7 @@ class Relay:
             if kind == "stdin":
                 await self._session.write(base64.b64decode(str(frame.get("data", "")), validate=True))
             elif kind == "close":
-                self._session.close_stdin()
+                await self._session.close_stdin()
             elif kind == "resize":
                 await self._session.resize(int(frame["cols"]), int(frame["rows"]))
             else:
@@ -155,11 +160,12 @@ class Relay:
             scope.cancel()
 
     async def _finish(self) -> None:
-        exit_code = await self._session.exit_code()
-        if exit_code is None:
-            error = ApiError(409, "container_not_running", "The container stopped while the exec was running")
+        await self._session.aclose()  # the engine stalls a container's execs while one's output is not drained
+        try:
+            exit_code = await self._session.end()
+        except ApiError as error:
             await self._send(_error_frame(error))
-            await self._socket.close(CLOSE_INTERNAL_ERROR, "container_not_running")
+            await self._socket.close(CLOSE_INTERNAL_ERROR, error.code)
             return
         await self._send(
             {
@@ -173,12 +179,35 @@ class Relay:
         await self._socket.close(CLOSE_NORMAL)
 
 
-@websocket(PATH, opt={TICKETS_ACCEPTED: True})
+def foreign_origin(scope: Scope) -> ApiError | None:
+    """The refusal of an upgrade from a browser Origin that may not open a session, else None.
+    Pure over the scope, so that the auth middleware can ask it before it redeems a ticket."""
+    headers = Headers.from_scope(scope)
+    origin = headers.get("origin")
+    settings: Settings = scope["app"].state.runtime.settings
+    if origin is None or origin_allowed(settings, origin, headers.get("host")):
+        return None
+    return _origin_refused(origin)
+
+
+@websocket(PATH, opt={TICKETS_ACCEPTED: True, UPGRADE_PRECHECK: foreign_origin})
 async def interactive_exec(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep) -> None:
-    origin = socket.headers.get("origin")
-    if origin is not None and not origin_allowed(runtime.settings, origin, socket.headers.get("host")):
-        await refuse_upgrade(socket.scope, socket.send, _origin_refused(origin))
+    refusal = foreign_origin(socket.scope)
+    if refusal is not None:
+        await refuse_upgrade(socket.scope, socket.send, refusal)
         return
+    try:
+        lease = runtime.engine.lease_stream()
+    except ApiError as error:
+        await refuse_upgrade(socket.scope, socket.send, error)
+        return
+    try:
+        await _serve(socket, runtime, lease)
+    finally:
+        lease.release()
+
+
+async def _serve(socket: WebSocket[Any, Any, Any], runtime: Runtime, lease: StreamLease) -> None:
     await socket.accept()
     try:
         query = ExecQuery.parse(dict(socket.query_params))
@@ -189,7 +218,7 @@ async def interactive_exec(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep
     note(socket.scope, containerId=query.container_id)
     try:
         await runtime.scope.container(query.container_id)
-        session = await InteractiveExec.start(runtime.engine, query)
+        session = await InteractiveExec.start(runtime.engine, query, lease)
     except ApiError as error:
         await socket.send_text(json.dumps(_error_frame(error)))
         await socket.close(CLOSE_INTERNAL_ERROR, error.code)
