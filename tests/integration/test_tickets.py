@@ -73,6 +73,28 @@ def test_ticket_requests_are_validated(client: HttpDockerRunnerClient) -> None:
         client.ticket("v1/events/sse")
 
 
+@pytest.mark.parametrize("path", ["/v1/exec/run", "/v1/jobs", "/v1/containers/inspect?containerId=x", "/nowhere"])
+def test_tickets_are_only_for_routes_that_take_them(client: HttpDockerRunnerClient, path: str) -> None:
+    """A ticket for a route that would refuse it is 400 naming path, not a ticket that cannot work."""
+    with pytest.raises(ValidationFailed) as refused:
+        client.ticket(path)
+    assert refused.value.details.get("field") == "path"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/events/sse",
+        "/v1/containers/logs/sse?containerId=x",
+        "/v1/exec/interactive/ws?containerId=x",
+        "/v1/jobs/j1/events",
+    ],
+)
+def test_tickets_for_every_route_that_takes_them(client: HttpDockerRunnerClient, path: str) -> None:
+    """The SSE streams (jobs' included) and the exec WebSocket get tickets, their queries kept."""
+    assert client.ticket(path).path == path
+
+
 def test_tickets_survive_a_rotation(container: StartedContainer) -> None:
     """A ticket issued before the next secret arrived is still good during the rotation."""
     old, new = "old-ticket-secret-0123456789-abcdefghijkl", "new-ticket-secret-0123456789-abcdefghijkl"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Litestar, Request, get, post
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent
 
@@ -89,10 +90,26 @@ class TicketAnswer(msgspec.Struct, rename="camel"):
     expires_at: int
 
 
+def _ticket_routes(app: Litestar) -> list[re.Pattern[str]]:
+    """The paths of the routes that take a ticket instead of signed headers (streams, the WebSocket)."""
+    patterns = []
+    for route in app.routes:
+        handlers = getattr(route, "route_handlers", None) or [getattr(route, "route_handler", None)]
+        if any(handler is not None and handler.opt.get(TICKETS_ACCEPTED) for handler in handlers):
+            template = re.escape(route.path_format)
+            patterns.append(re.compile("^" + re.sub(r"\\\{[^}]*\\\}", "[^/]+", template) + "$"))
+    return patterns
+
+
 @post("/v1/tickets", status_code=200, responses=errors())
-async def issue_ticket(data: JSONBody[TicketRequest], runtime: RuntimeDep) -> TicketAnswer:
+async def issue_ticket(
+    data: JSONBody[TicketRequest], request: Request[Any, Any, Any], runtime: RuntimeDep
+) -> TicketAnswer:
     if not data.path.startswith("/") or f"{TICKET_PARAMETER}=" in data.path:
         raise validation_error("path", "must be the exact path and query the browser will open, without a ticket")
+    route_path = data.path.partition("?")[0]
+    if not any(pattern.match(route_path) for pattern in _ticket_routes(request.app)):
+        raise validation_error("path", "names no route that accepts a ticket (the SSE streams and the exec WebSocket)")
     ticket, expires_at = runtime.tickets.issue(data.path, data.ttl_ms or DEFAULT_TTL_MS)
     return TicketAnswer(ticket, expires_at)
 
