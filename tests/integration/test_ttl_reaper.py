@@ -37,8 +37,9 @@ def test_touch_keeps_a_container_alive(client: HttpDockerRunnerClient, docker_ap
 
 def test_a_running_exec_counts_as_use(client: HttpDockerRunnerClient, docker_api: docker.APIClient) -> None:
     """A container is not reaped under a command that outlasts its TTL; once idle again, it is."""
-    started = client.start_container(sleeper_opts(ttl_seconds=1))
-    result = client.exec_run(started.container_id, "sleep 3; echo survived")
+    started = client.start_container(sleeper_opts(ttl_seconds=2))
+    client.touch_container(started.container_id)  # the exec starts well inside the TTL, however loaded the machine
+    result = client.exec_run(started.container_id, "sleep 4; echo survived")
     assert (result.stdout, result.exit_code) == ("survived\n", 0)
     wait_for(lambda: not _exists(docker_api, started.container_id), timeout=15, what="the TTL reaper")
 
