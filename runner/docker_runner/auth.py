@@ -96,7 +96,8 @@ def check_headers(
     if not timestamp.isascii() or not timestamp.isdigit():
         raise auth_error("invalid_timestamp", "x-dr-timestamp is not a decimal integer")
     # any timestamp longer than now's digits plus one is out of range; int() refuses past 4300 digits
-    if len(timestamp.lstrip("0")) > len(str(now_ms)) + 1 or abs(now_ms - int(timestamp)) > skew_ms:
+    digits = timestamp.lstrip("0") or "0"
+    if len(digits) > len(str(now_ms)) + 1 or abs(now_ms - int(digits)) > skew_ms:
         raise auth_error("timestamp_out_of_range", "x-dr-timestamp is outside the allowed clock skew")
     return SignedHeaders(timestamp, nonce, signature)
 

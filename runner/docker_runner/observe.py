@@ -11,8 +11,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+import anyio
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import UNMATCHED_ROUTE, Metrics
@@ -20,15 +22,32 @@ from .metrics import UNMATCHED_ROUTE, Metrics
 log = logging.getLogger("docker_runner.requests")
 
 FIELDS_STATE = "docker_runner.log_fields"
+CLEANUPS_STATE = "docker_runner.cleanups"
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
+
+
+def at_request_end(scope: Scope, cleanup: Callable[[], Awaitable[None]]) -> None:
+    """Run ``cleanup`` once the request is over, however it ended. A streamed response whose body
+    never started (the client left first) never runs its generator's ``finally``: what its handler
+    opened (an engine stream, a stream slot) is released here instead. Cleanups must be idempotent."""
+    scope.setdefault("state", {}).setdefault(CLEANUPS_STATE, []).append(cleanup)
 
 
 def note(scope: Scope, **fields: str | None) -> None:
     """Let the request's log line carry what a handler learnt (container id, image)."""
     noted: dict[str, str] = scope.setdefault("state", {}).setdefault(FIELDS_STATE, {})
     noted.update({key: value for key, value in fields.items() if value})
+
+
+async def _clean_up(scope: Scope) -> None:
+    for cleanup in (scope.get("state") or {}).get(CLEANUPS_STATE) or []:
+        with anyio.CancelScope(shield=True):
+            try:
+                await cleanup()
+            except Exception:
+                log.warning("a request's clean-up failed", exc_info=True)
 
 
 def _request_id(scope: Scope) -> str:
@@ -80,6 +99,7 @@ class RequestObserver:
         try:
             await self.app(scope, receive, observed_send)
         finally:
+            await _clean_up(scope)
             status = answered[0] if answered else 499  # the client left before any answer
             self._finish(scope, request_id, status, time.perf_counter() - started)
 

@@ -18,6 +18,7 @@ the field and the rule; a value of the wrong type is 400 ``validation_error`` na
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ from .policy_images import ImageReference, image_matches, parse_reference
 from .policy_limits import apply_limits, check_log_config
 from .policy_model import Allow, BindRule, Ceiling, Limits, Override, Policy, PolicyError
 
+log = logging.getLogger("docker_runner.policy")
+
 __all__ = [
     "ENGINE_SOCKETS",
     "Allow",
@@ -66,11 +69,21 @@ def load_policy(path: Path | None) -> Policy:
         return Policy()
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return msgspec.convert(document, Policy)
+        policy = msgspec.convert(document, Policy)
     except (OSError, yaml.YAMLError) as exc:
         raise PolicyError(f"DOCKER_RUNNER_POLICY: cannot read {path}: {exc}") from exc
     except msgspec.ValidationError as exc:
         raise PolicyError(f"DOCKER_RUNNER_POLICY: {path}: {exc}") from exc
+    for rule in (rule for allow in policy.allow_sets() for rule in allow.binds):
+        if not rule.read_only and rule.depth is None:
+            log.warning(
+                "DOCKER_RUNNER_POLICY: the writable bind rule %s allows %s itself only; "
+                "set depth (1 for %s/<name>) to allow the directories below it",
+                rule.source,
+                rule.source,
+                rule.source,
+            )
+    return policy
 
 
 def _reference(image: Any, field: str) -> ImageReference:

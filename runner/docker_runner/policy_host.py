@@ -35,7 +35,7 @@ def check_switches(host: Fields, allow: Allow) -> None:
         if not allow.unmasked_paths:
             raise denied(f"HostConfig.{field}", "unmaskedPaths", "overriding the engine's masked paths is denied")
     runtime = host.text("Runtime")
-    if runtime and runtime not in allow.runtimes:
+    if runtime and runtime != DEFAULT_RUNTIME and runtime not in allow.runtimes:
         raise denied("HostConfig.Runtime", "runtimes", f"runtime {runtime!r} is not the engine's default")
 
 
@@ -58,6 +58,8 @@ _NAMESPACE_FIELDS = (
     ("CgroupnsMode", "cgroup"),
     ("Cgroup", "cgroup"),
 )
+DEFAULT_RUNTIME = "runc"  # the engine's own: naming it changes nothing
+
 # Network modes of the engine's own networks (exact spelling: others are names of user networks).
 _BUILT_IN_NETWORKS = ("", "default", "bridge", "none")
 

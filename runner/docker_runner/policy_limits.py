@@ -65,7 +65,7 @@ def apply_limits(host: Fields, allow: Allow, limits: Limits) -> None:
 
 
 # The engine's units.RAMInBytes: "512", "1.5m", "10MiB", "2 g"
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$", re.I | re.ASCII)
+_SIZE = re.compile(r"^(\d{1,20}(?:\.\d{1,20})?) ?([kmgtp]?)i?b?$", re.I | re.ASCII)  # longer is no size
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
@@ -84,7 +84,8 @@ def _capped_size(config: dict[str, str], key: str, ceiling: Ceiling, rule: str) 
 
 def _capped_files(config: dict[str, str], ceiling: Ceiling) -> str:
     text = config.get("max-file")
-    files = ceiling.default if text is None else int(text) if text.isdigit() else None
+    plain_count = text is not None and text.isascii() and text.isdigit() and len(text) <= 18
+    files = ceiling.default if text is None else int(text) if plain_count else None
     if files is None or files <= 0 or files > ceiling.max:
         raise denied("HostConfig.LogConfig.Config.max-file", "limits.logMaxFiles", f"must be at most {ceiling.max}")
     return str(files)

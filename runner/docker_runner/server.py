@@ -20,6 +20,7 @@ from .runtime import Runtime
 from .settings import Settings
 
 CUT_BEFORE_GRACE_ENDS_SECONDS = 1.0
+LISTEN_BACKLOG = 2048  # uvicorn's default
 
 
 class ListenError(OSError):
@@ -32,6 +33,7 @@ def bind_listener(host: str, port: int) -> socket.socket:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
+        listener.listen(LISTEN_BACKLOG)  # a bound socket that does not listen yet lets another bind the port
     except OSError as exc:
         listener.close()
         raise ListenError(

@@ -6,13 +6,15 @@ import contextlib
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import docker
 import httpx
 import pytest
 
-from docker_runner_client import DockerEvent, HttpDockerRunnerClient, Unauthorized, ValidationFailed
+from docker_runner_client import DockerEvent, HttpDockerRunnerClient, StartedContainer, Unauthorized, ValidationFailed
+from docker_runner_client._signing import sign_headers
 from tests.conftest import sleeper_opts
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
@@ -289,3 +291,25 @@ def test_foreign_containers_never_show(client: HttpDockerRunnerClient, docker_ap
     client.remove_container(mine.container_id, force=True)
     collector.join()
     assert {event.actor_id for event in collector.events} == {mine.container_id}
+
+
+def _abandoned_request(url: str, target: str) -> None:
+    """Send a signed GET and close the connection at once, before any answer can arrive."""
+    host, port = url.removeprefix("http://").split(":")
+    headers = sign_headers(TEST_SECRET, "GET", target, b"", str(int(time.time() * 1000)), str(uuid.uuid4()))
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+
+@pytest.mark.parametrize("target", ["/v1/events/sse", "/v1/containers/logs/sse?containerId={cid}&follow=true"])
+def test_a_client_gone_before_the_first_byte_leaves_no_stream_behind(container: StartedContainer, target: str) -> None:
+    """Subscribers that leave while their stream is being opened give back their slot, thread and
+    engine connection: with one slot, the next subscriber still gets in."""
+    with running_runner(make_settings(stream_threads=1)) as server:
+        for _ in range(10):
+            _abandoned_request(server.url, target.format(cid=container.container_id))
+        limiter = server.runtime.engine.stream_limiter
+        wait_for(lambda: limiter.borrowed_tokens == 0, timeout=15, what="every abandoned stream to give its slot back")
+        response = signed_request(server.url, "GET", "/v1/events/sse?until=1", timeout=10)
+        assert response.status_code == 200, response.text

@@ -253,9 +253,8 @@ def _start_raw(url: str, body: dict[str, object]) -> httpx.Response:
         ({"memoryswap": -1}, "HostConfig.MemorySwap", "unlimitedSwap"),
         ({"oomkilldisable": True}, "HostConfig.OomKillDisable", "oomProtection"),
         ({"oomScoreAdj": -1000}, "HostConfig.OomScoreAdj", "oomProtection"),
-        ({"runtime": "runc"}, "HostConfig.Runtime", "runtimes"),
+        ({"runtime": "kata"}, "HostConfig.Runtime", "runtimes"),
         ({"cgroup": "container:abc"}, "HostConfig.Cgroup", "containerNamespaces"),
-        ({"networkmode": "someone-elses-network"}, "HostConfig.NetworkMode", "networks"),
         (
             {"logconfig": {"config": {"mode": "non-blocking", "max-buffer-size": "100g"}}},
             "HostConfig.LogConfig.Config.max-buffer-size",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,16 @@ def test_unusable_rules_stop_the_policy_from_loading(tmp_path: Path, text: str, 
         load_policy(path)
 
 
+def test_a_writable_rule_without_depth_is_pointed_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An older policy's writable prefix rule now allows its own path only: the start says so."""
+    path = tmp_path / "policy.yaml"
+    path.write_text("allow: {binds: [{source: /srv/ws}, {source: /srv/ro, readOnly: true}, {source: /w, depth: 1}]}")
+    with caplog.at_level(logging.WARNING, logger="docker_runner.policy"):
+        load_policy(path)
+    (warning,) = [record.getMessage() for record in caplog.records if record.name == "docker_runner.policy"]
+    assert "/srv/ws itself only" in warning and "depth" in warning
+
+
 @pytest.mark.parametrize(
     ("field", "mode", "namespace"),
     [
@@ -412,6 +423,19 @@ def test_ceilings_kept_when_within() -> None:
             "HostConfig.LogConfig.Config.max-file",
         ),
         ({"createExtras": {"HostConfig": {"LogConfig": {"Type": "syslog"}}}}, "HostConfig.LogConfig.Type"),
+        # sizes and counts no engine could mean are refused, not an overflow (a 500)
+        (
+            {"createExtras": {"HostConfig": {"LogConfig": {"Config": {"max-size": "9" * 400}}}}},
+            "HostConfig.LogConfig.Config.max-size",
+        ),
+        (
+            {"createExtras": {"HostConfig": {"LogConfig": {"Config": {"max-file": "²"}}}}},
+            "HostConfig.LogConfig.Config.max-file",
+        ),
+        (
+            {"createExtras": {"HostConfig": {"LogConfig": {"Config": {"max-file": "9" * 5000}}}}},
+            "HostConfig.LogConfig.Config.max-file",
+        ),
     ],
 )
 def test_ceilings_cannot_be_exceeded(opts: dict[str, Any], field: str) -> None:
@@ -538,15 +562,17 @@ def test_links_denied_then_allowed() -> None:
 
 
 @pytest.mark.parametrize("mode", ["someone-elses-net", "BRIDGE", "3f57d9401f8d", "Default"])
-def test_networks_the_runner_did_not_create_are_denied(mode: str) -> None:
-    error = _denied({"networkMode": mode})
+def test_networks_outside_the_policys_patterns_are_denied(mode: str) -> None:
+    """Any user-defined network by default (PROTOCOL's networkMode); a narrowed list denies the rest."""
+    _check({"networkMode": mode})
+    error = _denied({"networkMode": mode}, Policy(allow=Allow(networks=[])))
     assert error.details == {"field": "HostConfig.NetworkMode", "rule": "networks"}
     _check({"networkMode": mode}, Policy(allow=Allow(networks=[mode])))
 
 
 def test_network_patterns_and_built_in_networks() -> None:
     for mode in ("bridge", "default", "none"):
-        _check({"networkMode": mode})
+        _check({"networkMode": mode}, Policy(allow=Allow(networks=[])))
     policy = Policy(allow=Allow(networks=["ws-*"]))
     _check({"networkMode": "ws-1"}, policy)
     _denied({"networkMode": "other"}, policy)
@@ -559,7 +585,8 @@ def test_endpoints_name_networks_too() -> None:
         return {"createExtras": {"networkingconfig": {"endpointsconfig": config}}}
 
     field = "NetworkingConfig.EndpointsConfig.foreign"
-    assert _denied(endpoints({"foreign": {}})).details == {"field": field, "rule": "networks"}
+    narrowed = Policy(allow=Allow(networks=[]))
+    assert _denied(endpoints({"foreign": {}}), narrowed).details == {"field": field, "rule": "networks"}
     assert _denied(endpoints({"host": {}})).details["rule"] == "hostNamespaces"
     assert _denied(endpoints({"container:abc": {}})).details["rule"] == "containerNamespaces"
     allowed = Policy(allow=Allow(networks=["ws-*"]))
@@ -606,7 +633,7 @@ def test_container_references_of_a_body() -> None:
         ),
         ({"OomScoreAdj": -1}, "HostConfig.OomScoreAdj", "oomProtection", Allow(oom_protection=True)),
         ({"OomKillDisable": True}, "HostConfig.OomKillDisable", "oomProtection", Allow(oom_protection=True)),
-        ({"Runtime": "runc"}, "HostConfig.Runtime", "runtimes", Allow(runtimes=["runc"])),
+        ({"Runtime": "kata"}, "HostConfig.Runtime", "runtimes", Allow(runtimes=["kata"])),
         ({"CgroupParent": "/"}, "HostConfig.CgroupParent", "cgroupParent", Allow(cgroup_parent=True)),
         (
             {"PublishAllPorts": True},
@@ -626,7 +653,7 @@ def test_swap_up_to_the_memory_limit_and_harmless_oom_values() -> None:
     for swap in (0, 64 << 20, 128 << 20):  # 64 << 20: a job's "no swap"
         _check({"resources": {"memoryBytes": 64 << 20}, "createExtras": {"HostConfig": {"MemorySwap": swap}}})
     _check(_extras("OomScoreAdj", 500))
-    _check({"createExtras": {"HostConfig": {"OomKillDisable": False, "Runtime": ""}}})
+    _check({"createExtras": {"HostConfig": {"OomKillDisable": False, "Runtime": "runc"}}})
 
 
 @pytest.mark.parametrize("host_ip", ["", "0.0.0.0", "::", "localhost", " 127.0.0.1", "127.1", "10.0.0.5"])

@@ -17,7 +17,7 @@ from .. import archives
 from ..auth import STREAMED_BODY, spooled_body
 from ..container_spec import NonEmptyStr
 from ..errors import validation_error
-from ..observe import note
+from ..observe import at_request_end, note
 from ..openapi import TarDownload, TarUpload, errors
 from ..runtime import RuntimeDep
 
@@ -67,6 +67,7 @@ async def get_archive_raw(
     note(scope, containerId=container_id)
     container_id = await runtime.scope.container(container_id)
     archive = await archives.open_archive(runtime.engine, container_id, path)
+    at_request_end(scope, archive.aclose)
 
     async def body() -> AsyncIterator[bytes]:
         async with archive:

@@ -15,7 +15,7 @@ from ..auth import TICKETS_ACCEPTED
 from ..container_spec import NonEmptyStr
 from ..containers import inspect
 from ..errors import validation_error
-from ..observe import note
+from ..observe import at_request_end, note
 from ..openapi import errors
 from ..runtime import RuntimeDep
 from ..sse import counted
@@ -34,6 +34,7 @@ SSE_DESCRIPTION = "an endless stream of server-sent events"
     response_description=SSE_DESCRIPTION,
 )
 async def events_sse(
+    request: Request[Any, Any, Any],
     runtime: RuntimeDep,
     since: OptionalQuery = None,
     until: OptionalQuery = None,
@@ -49,6 +50,7 @@ async def events_sse(
         wanted,
         resume_after,
     )
+    at_request_end(request.scope, stream.aclose)
     frames = events.frames(stream, resume_after, runtime.settings.sse_ping_ms / 1000)
     return sse.response(counted(frames, runtime.metrics.sse_subscribers.labels(stream="events")))
 
@@ -76,6 +78,7 @@ async def logs_sse(
     document = await inspect(runtime.engine, runtime.scope, container_id)
     tty = bool((document.get("Config") or {}).get("Tty"))
     stream = await logs.open_logs(runtime.engine, str(document["Id"]), query)
+    at_request_end(request.scope, stream.aclose)
     frames = logs.frames(stream, tty, runtime.settings.sse_ping_ms / 1000)
     return sse.response(counted(frames, runtime.metrics.sse_subscribers.labels(stream="logs")))
 
