@@ -32,6 +32,7 @@ import msgspec
 from . import job_spec
 from .blocking_stream import BlockingStream
 from .container_spec import INSTANCE_LABEL
+from .draining import shutting_down
 from .engine import APIClient, Engine, remove_if_present, wait_exit
 from .errors import ApiError
 from .job_attach import create_attached, exchange, shutdown_socket
@@ -76,10 +77,6 @@ class JobAnswer(msgspec.Struct, rename="camel"):
 
 def not_found_job(job_id: str) -> ApiError:
     return ApiError(404, "no_such_job", f"No such job: {job_id}")
-
-
-def shutting_down() -> ApiError:
-    return ApiError(503, "shutting_down", "The runner is shutting down", retryable=True)
 
 
 def _now_ms() -> int:

@@ -318,7 +318,9 @@ async def _release_then_top_up(runtime: Runtime) -> None:
 
 def test_a_run_that_waited_for_the_pool_is_answered_after_its_own_timeout(docker_api: docker.APIClient) -> None:
     """The client waits for the pool wait too: a run timing out after it gets 200 timedOut, no RunnerTimeout."""
-    with pooled_runner(docker_api, min=1, max=1) as (server, client):
+    # a patient pool (20 s, within the client's 30 s margin): the replacement of the held container
+    # may take a while on a loaded machine
+    with pooled_runner(docker_api, min=1, max=1, acquire_timeout_ms=20_000) as (server, client):
         _warm(client, 1)
         holder = threading.Thread(target=lambda: client.run(TEST_IMAGE, "sleep 6"))
         holder.start()

@@ -30,8 +30,6 @@ from ..tickets import split_ticket
 PATH = "/v1/exec/interactive/ws"
 EXIT_TAIL_BYTES = 256 * 1024
 CLOSE_NORMAL, CLOSE_INTERNAL_ERROR, CLOSE_INVALID_QUERY = 1000, 1011, 4000
-# Handler opt: a check of the bare upgrade that the auth middleware may run before it redeems a
-# ticket, so that a refused upgrade does not use the ticket up (not yet read by auth.py).
 
 
 def _error_frame(error: ApiError) -> dict[str, Any]:
