@@ -36,7 +36,8 @@ from .errors import ApiError
 OPEN_ROUTE = "open"  # handler opt: no authentication
 STREAMED_BODY = "streamed_body"  # handler opt: the body is spooled to disk, not held in memory
 TICKETS_ACCEPTED = "tickets"  # handler opt: a browser ticket may stand in for the signed headers
-# handler opt: scope -> ApiError | None, a refusal checked before a ticket is spent on the request
+# handler opt: scope -> ApiError | None, the handler's own refusal, checked once the request is
+# authenticated (for a ticket, before it is spent on the request)
 UPGRADE_PRECHECK = "upgrade_precheck"
 SPOOLED_BODY_STATE = "docker_runner.spooled_body"
 SPOOL_MEMORY_BYTES = 1024 * 1024
@@ -271,16 +272,14 @@ class AuthMiddleware(ASGIMiddleware):
     def _authenticate_without_body(self, scope: Scope) -> None:
         if self._uses_ticket(scope):
             assert self._tickets is not None
-            precheck = scope["route_handler"].opt.get(UPGRADE_PRECHECK)
-            refusal = precheck(scope) if precheck is not None and scope["type"] == ScopeType.WEBSOCKET else None
-            if refusal is not None:
-                raise refusal  # a refused upgrade (a foreign Origin) leaves the ticket unspent
+            _precheck(scope)  # before the ticket is redeemed: a refused upgrade leaves it unspent
             self._tickets.redeem(request_target(scope))
             return
         # a WebSocket upgrade is a GET with an empty body, signed like any other
         self._verify(
             str(scope.get("method") or "GET"), request_target(scope), self._signed_headers(scope), [body_hash(b"")]
         )
+        _precheck(scope)
 
     def _signed_headers(self, scope: Scope) -> SignedHeaders:
         return check_headers(
@@ -325,6 +324,14 @@ class AuthMiddleware(ASGIMiddleware):
         if not check_signature(self._secrets(), method, target, headers, body_hashes):
             raise auth_error("invalid_signature", "Signature does not match")
         self._nonces.remember(headers.nonce)
+
+
+def _precheck(scope: Scope) -> None:
+    """The handler's UPGRADE_PRECHECK (a foreign Origin, say), raised as the request's refusal."""
+    precheck = scope["route_handler"].opt.get(UPGRADE_PRECHECK)
+    refusal = precheck(scope) if precheck is not None else None
+    if refusal is not None:
+        raise refusal
 
 
 def spooled_body(scope: Scope) -> IO[bytes]:

@@ -52,8 +52,8 @@ def origin_allowed(settings: Settings, origin: str, host: str | None) -> bool:
     return settings.ui and host is not None and urlsplit(origin).netloc.lower() == host.lower()
 
 
-def _origin_refused(origin: str, headers: dict[str, str] | None = None) -> ApiError:
-    return ApiError(403, "origin_not_allowed", f"Origin {origin} may not open an exec session", headers=headers)
+def _origin_refused(origin: str) -> ApiError:
+    return ApiError(403, "origin_not_allowed", f"Origin {origin} may not open an exec session")
 
 
 def _b64(data: bytes) -> str:
@@ -190,10 +190,7 @@ def foreign_origin(scope: Scope) -> ApiError | None:
 
 @websocket(PATH, opt={TICKETS_ACCEPTED: True, UPGRADE_PRECHECK: foreign_origin})
 async def interactive_exec(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep) -> None:
-    refusal = foreign_origin(socket.scope)
-    if refusal is not None:
-        await refuse_upgrade(socket.scope, socket.send, refusal)
-        return
+    # a foreign Origin was refused already, by the auth middleware (UPGRADE_PRECHECK)
     try:
         lease = runtime.engine.lease_stream()
     except ApiError as error:
@@ -254,9 +251,10 @@ def interactive_exec_without_upgrade(request: Request[Any, Any, Any], runtime: R
     """426: this route speaks WebSocket. [ext] Browsers do not show why an upgrade was refused, so
     the same URL as a plain GET tells, without using its ticket: 403 ``origin_not_allowed`` or 401
     ``invalid_ticket`` (already used, expired, ...) where the upgrade would be refused, else 426."""
-    origin = request.headers.get("origin")
-    if origin is not None and not origin_allowed(runtime.settings, origin, request.headers.get("host")):
-        raise _origin_refused(origin, _READABLE_ANYWHERE)
+    refusal = foreign_origin(request.scope)
+    if refusal is not None:
+        refusal.headers.update(_READABLE_ANYWHERE)
+        raise refusal
     target = request_target(request.scope)
     if split_ticket(target) is not None:
         try:
