@@ -11,9 +11,9 @@ from typing import Any
 
 from .engine import APIClient, remove_if_present
 from .oneshot import Attached
+from .socket_wait import READABLE
 
 READ_BYTES = 64 * 1024
-_READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 
 
 def create_attached(api: APIClient, body: dict[str, Any]) -> tuple[str, Attached]:
@@ -39,7 +39,7 @@ def exchange(sock: socket.socket, payload: bytes) -> Iterator[bytes]:
     pending = memoryview(payload)
     sock.setblocking(False)
     poller = select.poll()
-    poller.register(sock, _READABLE | select.POLLOUT)
+    poller.register(sock, READABLE | select.POLLOUT)
     while True:
         try:
             ready = poller.poll()
@@ -51,8 +51,8 @@ def exchange(sock: socket.socket, payload: bytes) -> Iterator[bytes]:
         if mask & select.POLLOUT and pending:
             pending = _send_some(sock, pending)
             if not pending:
-                poller.modify(sock, _READABLE)
-        if mask & _READABLE:
+                poller.modify(sock, READABLE)
+        if mask & READABLE:
             try:
                 data = sock.recv(READ_BYTES)
             except (BlockingIOError, InterruptedError):

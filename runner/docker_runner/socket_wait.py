@@ -15,7 +15,7 @@ from dataclasses import dataclass
 # of milliseconds, and a client may ask for a bound of years.
 MAX_WAIT_SECONDS = 3600.0
 
-_READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR  # a recv will not block
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ def wait_for(raw: socket.socket, cancel_fd: int, want_write: bool, timeout_secon
     """Wait until ``raw`` can be read (or written, when ``want_write``), ``cancel_fd`` is readable,
     or ``timeout_seconds`` pass (``inf``: no bound)."""
     poller = select.poll()
-    poller.register(raw, _READABLE | (select.POLLOUT if want_write else 0))
-    poller.register(cancel_fd, _READABLE)
+    poller.register(raw, READABLE | (select.POLLOUT if want_write else 0))
+    poller.register(cancel_fd, READABLE)
     wait_ms = math.ceil(min(max(timeout_seconds, 0.0), MAX_WAIT_SECONDS) * 1000)
     cancelled = readable = writable = False
     for fd, mask in poller.poll(wait_ms):
@@ -38,6 +38,6 @@ def wait_for(raw: socket.socket, cancel_fd: int, want_write: bool, timeout_secon
             cancelled = True
             continue
         # an invalid or hung-up socket reads as "readable": the next recv reports what happened
-        readable = readable or bool(mask & (_READABLE | select.POLLNVAL))
+        readable = readable or bool(mask & (READABLE | select.POLLNVAL))
         writable = writable or bool(mask & select.POLLOUT)
     return Readiness(cancelled=cancelled, readable=readable, writable=writable)
