@@ -1,13 +1,19 @@
-"""Noticing that an HTTP client went away while its request still runs."""
+"""What cancels a long blocking run (an exec run, a one-shot run): the HTTP client going away, a
+shutdown whose grace runs out, or the request's own cancellation."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
 from litestar.types import Receive
 
+from .draining import Draining
+from .engine import APIClient, Engine
 from .exec_run import Canceller
+
+T = TypeVar("T")
 
 
 async def _cancel_on_disconnect(receive: Receive, canceller: Canceller) -> None:
@@ -26,3 +32,27 @@ def watch_disconnect(receive: Receive) -> Callable[[Canceller], asyncio.Future[N
         return asyncio.ensure_future(_cancel_on_disconnect(receive, canceller))
 
     return start
+
+
+async def run_cancellable(
+    engine: Engine,
+    work: Callable[[APIClient, Canceller], T],
+    watch_client: Callable[[Canceller], asyncio.Future[None]],
+    draining: Draining,
+) -> T:
+    """Run blocking ``work`` on the long-call budget with a Canceller that fires when the client
+    leaves, when the shutdown cuts in-flight work, or when the caller is cancelled."""
+    canceller = Canceller()
+
+    def run(api: APIClient) -> T:
+        try:
+            return work(api, canceller)
+        finally:
+            canceller.close()
+
+    watcher = watch_client(canceller)
+    try:
+        with draining.track(canceller.cancel):
+            return await engine.run_stream(run, on_cancel=canceller.cancel)
+    finally:
+        watcher.cancel()

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from . import oneshot
 from .container_spec import ContainerOpts, build_create_body
+from .disconnect import run_cancellable
 from .draining import Draining, shutting_down
 from .engine import APIClient, Engine, remove_if_present
 from .errors import ApiError
@@ -133,25 +134,16 @@ async def dispatch(
     stdin: bytes | None,
     timeout_ms: int,
     max_output_bytes: int,
-    on_client_gone: Callable[[Canceller], Any],
+    on_client_gone: Callable[[Canceller], asyncio.Future[None]],
     draining: Draining,
 ) -> oneshot.RunResult:
     """Run the script in the container; a client that leaves cancels it (the container goes anyway),
     and so does a shutdown whose grace is running out (503 ``shutting_down``)."""
-    canceller = Canceller()
 
-    def work(_api: APIClient) -> oneshot.RunResult:
-        try:
-            return oneshot.run(container.attached, script, token, stdin, timeout_ms, max_output_bytes, canceller)
-        finally:
-            canceller.close()
+    def work(_api: APIClient, canceller: Canceller) -> oneshot.RunResult:
+        return oneshot.run(container.attached, script, token, stdin, timeout_ms, max_output_bytes, canceller)
 
-    watcher = on_client_gone(canceller)
-    try:
-        with draining.track(canceller.cancel):
-            result = await engine.run_stream(work, on_cancel=canceller.cancel)
-    finally:
-        watcher.cancel()
+    result = await run_cancellable(engine, work, on_client_gone, draining)
     if result.cancelled and draining.cut_begun:
         raise shutting_down({"stdout": result.stdout, "stderr": result.stderr})
     return result

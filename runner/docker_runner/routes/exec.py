@@ -11,11 +11,10 @@ from litestar import Request, post
 from litestar.params import JSONBody
 
 from ..container_spec import NonEmptyStr
-from ..disconnect import watch_disconnect
+from ..disconnect import run_cancellable, watch_disconnect
 from ..draining import shutting_down
-from ..engine import APIClient
 from ..errors import ApiError, validation_error
-from ..exec_run import Canceller, Ending, ExecOutcome, ExecSpec, run_exec, shell_command
+from ..exec_run import Ending, ExecOutcome, ExecSpec, run_exec, shell_command
 from ..metrics import Metrics
 from ..observe import note
 from ..openapi import errors
@@ -118,20 +117,12 @@ async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any],
     spec = _spec(data, runtime.settings.max_output_bytes)
     note(request.scope, containerId=spec.container_id)
     await runtime.scope.container(spec.container_id)
-    canceller = Canceller()
-
-    def run(api: APIClient) -> ExecOutcome:
-        try:
-            return run_exec(api, spec, canceller)
-        finally:
-            canceller.close()
-
-    watcher = watch_disconnect(request.receive)(canceller)
-    try:
-        with runtime.draining.track(canceller.cancel):
-            outcome = await runtime.engine.run_stream(run, on_cancel=canceller.cancel)
-    finally:
-        watcher.cancel()
+    outcome = await run_cancellable(
+        runtime.engine,
+        lambda api, canceller: run_exec(api, spec, canceller),
+        watch_disconnect(request.receive),
+        runtime.draining,
+    )
     _count(runtime.metrics, outcome)
     if outcome.ending is Ending.CANCELLED and runtime.draining.cut_begun:
         raise shutting_down({"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed})
