@@ -109,6 +109,24 @@ class CuttableProxy:
 GAP_ACTIONS = ("create", "start", "die", "destroy")
 
 
+@contextlib.contextmanager
+def _subscribed_through_a_proxy(
+    runner: RunningServer, docker_api: docker.APIClient, case: str
+) -> Iterator[tuple[CuttableProxy, Collector]]:
+    """A reconnecting subscription to the events of containers labelled ``case``, through a proxy
+    the test can cut, once the engine has the subscription."""
+    proxy = CuttableProxy(runner.port)
+    try:
+        with HttpDockerRunnerClient(proxy.url, TEST_SECRET, retry_backoff_ms=50) as through_proxy:
+            baseline = _listeners(docker_api)
+            filters = {"type": ["container"], "label": [f"case={case}"]}
+            collector = Collector(through_proxy.events(filters=filters, reconnect=True))
+            wait_for(lambda: _listeners(docker_api) > baseline, what="the engine subscription")
+            yield proxy, collector
+    finally:
+        proxy.close()
+
+
 def _each_once(collector: Collector) -> None:
     actions = collector.actions()
     assert all(actions.count(action) == 1 for action in GAP_ACTIONS), actions
@@ -119,21 +137,13 @@ def test_a_drop_before_any_event_loses_nothing(
 ) -> None:
     """reconnect=True: a stream dropped before its first event resumes from its first connection, so
     the events of the gap arrive, once each."""
-    proxy = CuttableProxy(runner.port)
-    try:
-        with HttpDockerRunnerClient(proxy.url, TEST_SECRET, retry_backoff_ms=50) as through_proxy:
-            baseline = _listeners(docker_api)
-            filters = {"type": ["container"], "label": ["case=events-gap"]}
-            collector = Collector(through_proxy.events(filters=filters, reconnect=True))
-            wait_for(lambda: _listeners(docker_api) > baseline, what="the engine subscription")
-            proxy.cut()
-            started = client.start_container(sleeper_opts(labels={**SESSION_LABELS, "case": "events-gap"}))
-            client.remove_container(started.container_id, force=True)
-            assert collector.events == []
-            proxy.reopen()
-            collector.join()
-    finally:
-        proxy.close()
+    with _subscribed_through_a_proxy(runner, docker_api, "events-gap") as (proxy, collector):
+        proxy.cut()
+        started = client.start_container(sleeper_opts(labels={**SESSION_LABELS, "case": "events-gap"}))
+        client.remove_container(started.container_id, force=True)
+        assert collector.events == []
+        proxy.reopen()
+        collector.join()
     _each_once(collector)
     assert {event.actor_id for event in collector.events} == {started.container_id}
 
@@ -142,21 +152,13 @@ def test_a_drop_after_an_event_resumes_after_it(
     runner: RunningServer, client: HttpDockerRunnerClient, docker_api: docker.APIClient
 ) -> None:
     """reconnect=True: a stream dropped after some events resumes after the last one: none twice, none lost."""
-    proxy = CuttableProxy(runner.port)
-    try:
-        with HttpDockerRunnerClient(proxy.url, TEST_SECRET, retry_backoff_ms=50) as through_proxy:
-            baseline = _listeners(docker_api)
-            filters = {"type": ["container"], "label": ["case=events-resume-live"]}
-            collector = Collector(through_proxy.events(filters=filters, reconnect=True))
-            wait_for(lambda: _listeners(docker_api) > baseline, what="the engine subscription")
-            started = client.start_container(sleeper_opts(labels={**SESSION_LABELS, "case": "events-resume-live"}))
-            wait_for(lambda: "start" in collector.actions(), what="the start event")
-            proxy.cut()
-            client.remove_container(started.container_id, force=True)
-            proxy.reopen()
-            collector.join()
-    finally:
-        proxy.close()
+    with _subscribed_through_a_proxy(runner, docker_api, "events-resume-live") as (proxy, collector):
+        started = client.start_container(sleeper_opts(labels={**SESSION_LABELS, "case": "events-resume-live"}))
+        wait_for(lambda: "start" in collector.actions(), what="the start event")
+        proxy.cut()
+        client.remove_container(started.container_id, force=True)
+        proxy.reopen()
+        collector.join()
     _each_once(collector)
 
 
