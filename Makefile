@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ENV_FILE ?= .env
 
-.PHONY: run test test-unit lint format bench clean up up-monitoring down logs image
+.PHONY: run test test-unit lint format bench clean up up-monitoring down logs image engine
 .PHONY: web web-if-possible clean-web bench-terminal
 
 $(STAMP): pyproject.toml
@@ -24,6 +24,10 @@ run: $(STAMP) $(ENV_FILE)
 ## test: the whole suite (Docker-marked tests skip without a daemon unless RUNNER_REQUIRE_DOCKER=1)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## engine: a local Docker Engine with the test image (installs docker.io, starts dockerd when needed)
+engine:
+	bash scripts/dev-engine.sh
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

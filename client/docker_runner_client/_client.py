@@ -586,11 +586,12 @@ class HttpDockerRunnerClient:
         command: str | list[str],
         *,
         tty: bool = False,
-        demux: bool = False,
+        demux: bool = True,
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> ExecSession:
-        """Start an interactive exec; use the session as a context manager."""
+        """Start an interactive exec; use the session as a context manager. Without a tty, stderr
+        arrives as its own stream unless ``demux`` is False (then it is merged into stdout)."""
         target = routes.interactive_exec_target(container_id, command, tty, demux, workdir, env)
         url, headers = self._core.websocket(target)
         with websocket_errors():
@@ -898,7 +899,7 @@ class AsyncHttpDockerRunnerClient:
         command: str | list[str],
         *,
         tty: bool = False,
-        demux: bool = False,
+        demux: bool = True,
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> AsyncExecSession:

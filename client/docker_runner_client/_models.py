@@ -13,6 +13,13 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+def _env_json(env: Mapping[str, str] | Sequence[str] | None) -> dict[str, str] | list[str] | None:
+    """An environment as the API takes it: an object, or a list of ``K=V`` strings."""
+    if env is None or isinstance(env, Mapping):
+        return None if env is None else dict(env)
+    return list(env)
+
+
 @dataclass(frozen=True)
 class Resources:
     """Resource limits of a container; ``gpus`` is ``"all"`` or a list of device ids."""
@@ -60,11 +67,6 @@ class ContainerOpts:
         def listed(value: Sequence[str] | None) -> list[str] | None:
             return None if value is None else list(value)
 
-        env: dict[str, str] | list[str] | None
-        if self.env is None or isinstance(self.env, Mapping):
-            env = None if self.env is None else dict(self.env)
-        else:
-            env = list(self.env)
         entrypoint = (
             self.entrypoint if self.entrypoint is None or isinstance(self.entrypoint, str) else list(self.entrypoint)
         )
@@ -74,7 +76,7 @@ class ContainerOpts:
                 "name": self.name,
                 "cmd": listed(self.cmd),
                 "entrypoint": entrypoint,
-                "env": env,
+                "env": _env_json(self.env),
                 "workingDir": self.working_dir,
                 "autoRemove": self.auto_remove,
                 "binds": listed(self.binds),
@@ -96,7 +98,7 @@ class ExecOptions:
     """Options of ``POST /v1/exec/run`` (PROTOCOL 3.2); 0 for a timeout means no bound."""
 
     workdir: str | None = None
-    env: Mapping[str, str] | None = None
+    env: Mapping[str, str] | Sequence[str] | None = None  # {"K": "V"} or ["K=V", ...]
     tty: bool | None = None
     timeout_ms: int = 0
     idle_timeout_ms: int = 0
@@ -104,12 +106,13 @@ class ExecOptions:
     user: str | None = None
     stdin: bytes | None = None
     max_output_bytes: int | None = None
+    log_to_pid1: bool | None = None  # also copy the output to the container's own (docker logs)
 
     def to_json(self) -> dict[str, Any]:
         return _drop_none(
             {
                 "workdir": self.workdir,
-                "env": None if self.env is None else dict(self.env),
+                "env": _env_json(self.env),
                 "tty": self.tty,
                 "timeoutMs": self.timeout_ms,
                 "idleTimeoutMs": self.idle_timeout_ms,
@@ -117,6 +120,7 @@ class ExecOptions:
                 "user": self.user,
                 "stdin": None if self.stdin is None else base64.b64encode(self.stdin).decode("ascii"),
                 "maxOutputBytes": self.max_output_bytes,
+                "logToPid1": self.log_to_pid1,
             }
         )
 

@@ -138,5 +138,10 @@ async def list_by_volume(engine: Engine, scope: Scope, volume_name: str) -> list
 
 
 async def remove_volume(engine: Engine, scope: Scope, volume_name: str, force: bool) -> None:
-    await scope.volume(volume_name)
-    await engine.run(lambda api: api.remove_volume(volume_name, force=force))
+    """Idempotent, as container removal is: a volume already gone (or never the runner's) is done."""
+    try:
+        await scope.volume(volume_name)
+        await engine.run(lambda api: api.remove_volume(volume_name, force=force))
+    except ApiError as error:
+        if error.status != 404:
+            raise

@@ -310,6 +310,14 @@ class Engine:
         """A blocking engine call of a leased stream (its opening), on the stream's own threads."""
         return await anyio.to_thread.run_sync(self._call, fn, limiter=lease.threads)
 
+    async def describe(self) -> str:
+        """``engine 20.10.24 (API 1.41)``, or why the engine does not answer (for the start-up line)."""
+        try:
+            version = await self.run(lambda api: api.version())
+        except ApiError as error:
+            return f"engine unreachable ({error.message})"
+        return f"engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
+
     async def ping(self) -> None:
         def ping(api: APIClient) -> None:
             api.ping()

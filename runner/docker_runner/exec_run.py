@@ -47,9 +47,34 @@ done
 exit 1"""
 
 
+# logToPid1: the command's stdout and stderr are also copied to PID 1's (the container's own output,
+# what `docker logs` shows), each to its own. POSIX sh only (busybox has no process substitution):
+# each stream goes through a FIFO read by a tee. The FIFOs are opened, then unlinked, before the
+# command runs, so a killed run leaves no file behind; the tees carry the run's marker, so a
+# timeout kills them with the command. A tee's own complaint (PID 1's output not writable by the
+# exec's user) is dropped: the copy is best effort, the answer is what counts.
+_PID1_TEE_SCRIPT = r"""d=$(mktemp -d 2>/dev/null) || d=$(mktemp -d -p /dev/shm 2>/dev/null) ||
+  { echo "logToPid1: no writable temporary directory" >&2; exit 126; }
+mkfifo "$d/o" "$d/e" || { rm -rf "$d"; exit 126; }
+tee -a /proc/1/fd/1 <"$d/o" 2>/dev/null &
+tee -a /proc/1/fd/2 <"$d/e" >&2 2>/dev/null &
+exec 3>"$d/o" 4>"$d/e"
+rm -rf "$d"
+"$@" >&3 2>&4 3>&- 4>&-
+code=$?
+exec 3>&- 4>&-
+wait
+exit $code"""
+
+
 def shell_command(command: str | list[str]) -> list[str]:
     """A string runs under a login shell; an array runs as given."""
     return ["/bin/sh", "-lc", command] if isinstance(command, str) else list(command)
+
+
+def logged_to_pid1(cmd: list[str]) -> list[str]:
+    """``cmd`` run so that its output also reaches the container's own output (logToPid1)."""
+    return ["/bin/sh", "-c", _PID1_TEE_SCRIPT, "docker-runner-pid1", *cmd]
 
 
 class Ending(enum.Enum):
@@ -74,6 +99,7 @@ class ExecSpec:
     idle_timeout_ms: int = 0
     kill_on_timeout: bool = True
     max_output_bytes: int = 10 * 1024 * 1024
+    log_to_pid1: bool = False
 
 
 @dataclass
@@ -236,7 +262,7 @@ def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller) -> ExecOutcome:
     environment = [f"{key}={value}" for key, value in spec.env.items()] + [marker]
     created = api.exec_create(
         spec.container_id,
-        spec.cmd,
+        logged_to_pid1(spec.cmd) if spec.log_to_pid1 else spec.cmd,
         stdin=spec.stdin is not None,
         tty=spec.tty,
         environment=environment,

@@ -74,7 +74,7 @@ class ExecQuery:
     command: list[str]
     workdir: str | None = None
     tty: bool = False
-    demux: bool = False
+    demux: bool = True  # stderr frames unless demux=false: the TypeScript client relies on it
     env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -84,7 +84,7 @@ class ExecQuery:
             raise invalid_query("containerId is required")
         try:
             tty = parse_bool("tty", query.get("tty"), False)
-            demux = parse_bool("demux", query.get("demux"), False)
+            demux = parse_bool("demux", query.get("demux"), True)
         except ApiError as error:
             raise invalid_query(error.message) from None
         return cls(

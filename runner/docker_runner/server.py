@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
+import anyio
 import uvicorn
 
 from .app import create_asgi
@@ -21,6 +23,9 @@ from .settings import Settings
 
 CUT_BEFORE_GRACE_ENDS_SECONDS = 1.0
 LISTEN_BACKLOG = 2048  # uvicorn's default
+ENGINE_PROBE_SECONDS = 3.0  # the start-up line does not wait longer for a hung engine
+
+log = logging.getLogger("docker_runner")
 
 
 class ListenError(OSError):
@@ -57,10 +62,25 @@ def uvicorn_config(settings: Settings, runtime: Runtime, **overrides: object) ->
     return uvicorn.Config(create_asgi(settings, runtime), **options)  # type: ignore[arg-type]
 
 
+def listen_url(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 class RunnerServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
         super().__init__(config)
         self._runtime = runtime
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit or not sockets:
+            return
+        engine = "engine unreachable"
+        with anyio.move_on_after(ENGINE_PROBE_SECONDS):
+            engine = await self._runtime.engine.describe()
+        # the one line a newcomer needs: where to point a client, and which engine answers
+        log.info("listening on %s, %s", ", ".join(listen_url(listener) for listener in sockets), engine)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         grace = self.config.timeout_graceful_shutdown or 0

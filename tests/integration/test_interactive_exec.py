@@ -52,12 +52,12 @@ def test_echo_through_stdin_and_eof(client: HttpDockerRunnerClient, container: S
 
 
 def test_natural_exit_code_and_demux(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
-    """The exit frame carries the real exit code; demux splits stderr out, without it stderr is stdout."""
+    """The exit frame carries the real exit code; demux (the default) splits stderr out, demux=false merges it."""
     with client.open_exec(container.container_id, "echo out; echo err >&2; exit 7", demux=True) as session:
         outputs = list(session)
         assert session.exit_code == 7
     assert {(o.stream, o.data) for o in outputs} == {("stdout", b"out\n"), ("stderr", b"err\n")}
-    with client.open_exec(container.container_id, "echo err >&2") as merged:
+    with client.open_exec(container.container_id, "echo err >&2", demux=False) as merged:
         assert [(o.stream, o.data) for o in merged] == [("stdout", b"err\n")]
 
 

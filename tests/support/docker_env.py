@@ -23,7 +23,7 @@ def engine_problem() -> str | None:
     try:
         api.inspect_image(TEST_IMAGE)
     except docker.errors.DockerException:
-        return f"the test image {TEST_IMAGE} is missing: run ../shared/ci/ensure-docker.sh"
+        return f"the test image {TEST_IMAGE} is missing: run scripts/dev-engine.sh (make engine)"
     finally:
         api.close()
     return None

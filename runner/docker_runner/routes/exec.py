@@ -26,7 +26,7 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 class ExecRunOptions(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     workdir: str | None = None
-    env: dict[str, str] | None = None
+    env: dict[str, str] | list[str] | None = None  # {"K": "V"} or ["K=V"], as ContainerOpts takes it
     tty: bool = False
     timeout_ms: NonNegativeInt | None = None
     idle_timeout_ms: NonNegativeInt | None = None
@@ -34,6 +34,9 @@ class ExecRunOptions(msgspec.Struct, rename="camel", forbid_unknown_fields=True)
     user: str | None = None
     stdin: str | None = None
     max_output_bytes: PositiveInt | None = None
+    log_to_pid1: bool = False
+    # The TypeScript client serialises its AbortSignal into the body (it arrives as {}): accepted, ignored.
+    signal: Any = None
 
 
 class ExecRunBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -66,7 +69,7 @@ def _spec(body: ExecRunBody, max_output_ceiling: int) -> ExecSpec:
     return ExecSpec(
         container_id=body.container_id,
         cmd=shell_command(body.command),
-        env=dict(options.env or {}),
+        env=_env(options.env),
         workdir=options.workdir,
         tty=options.tty,
         user=options.user or "",
@@ -75,7 +78,17 @@ def _spec(body: ExecRunBody, max_output_ceiling: int) -> ExecSpec:
         idle_timeout_ms=options.idle_timeout_ms or 0,
         kill_on_timeout=options.kill_on_timeout,
         max_output_bytes=max_output,
+        log_to_pid1=options.log_to_pid1,
     )
+
+
+def _env(env: dict[str, str] | list[str] | None) -> dict[str, str]:
+    if not isinstance(env, list):
+        return dict(env or {})
+    for item in env:
+        if "=" not in item or item.startswith("="):
+            raise validation_error("options.env", f"an array item must be NAME=value, got {item!r}")
+    return dict(item.split("=", 1) for item in env)
 
 
 class ExecRunAnswer(msgspec.Struct, rename="camel"):
