@@ -12,7 +12,7 @@ from litestar.di import Provide
 
 from . import workloads as one_shot
 from .auth import AuthMiddleware
-from .errors import exception_handlers
+from .http_errors import exception_handlers
 from .observe import RequestObserver
 from .openapi import openapi_config, openapi_document
 from .reaper import reap_forever

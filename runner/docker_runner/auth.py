@@ -31,7 +31,7 @@ from docker_runner_client._signing import (
     signing_payload,
 )
 
-from .errors import ApiError
+from .errors import ApiError, Kind, internal_error
 
 OPEN_ROUTE = "open"  # handler opt: no authentication
 STREAMED_BODY = "streamed_body"  # handler opt: the body is spooled to disk, not held in memory
@@ -44,7 +44,7 @@ SPOOL_MEMORY_BYTES = 1024 * 1024
 
 
 def auth_error(code: str, message: str) -> ApiError:
-    return ApiError(401, code, message)
+    return ApiError(Kind.UNAUTHORIZED, code, message)
 
 
 class NonceCache:
@@ -76,7 +76,10 @@ class NonceCache:
         self._purge(now)
         if len(self._expiry) >= self._capacity:
             raise ApiError(
-                503, "replay_cache_full", "Too many requests inside the replay window; retry shortly", retryable=True
+                Kind.UNAVAILABLE,
+                "replay_cache_full",
+                "Too many requests inside the replay window; retry shortly",
+                retryable=True,
             )
         self._expiry[nonce] = now + self._ttl_seconds
 
@@ -147,13 +150,13 @@ async def _body_chunks(receive: Receive, limit: int) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ApiError(400, "client_disconnected", "The client went away while sending the body")
+            raise ApiError(Kind.INVALID, "client_disconnected", "The client went away while sending the body")
         if message["type"] != "http.request":
             continue
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "payload_too_large", f"Request body exceeds {limit} bytes")
+            raise ApiError(Kind.TOO_LARGE, "payload_too_large", f"Request body exceeds {limit} bytes")
         yield chunk
         if not message.get("more_body", False):
             return
@@ -258,7 +261,7 @@ class AuthMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send)
 
     def _count(self, error: ApiError) -> None:
-        if error.status == 401 and self._on_failure is not None:
+        if error.kind is Kind.UNAUTHORIZED and self._on_failure is not None:
             self._on_failure(error.code)
 
     def _uses_ticket(self, scope: Scope) -> bool:
@@ -338,5 +341,5 @@ def spooled_body(scope: Scope) -> IO[bytes]:
     state: dict[str, Any] = scope.get("state", {})
     spool: IO[bytes] | None = state.get(SPOOLED_BODY_STATE)
     if spool is None:
-        raise ApiError(500, "internal_error", "streamed body missing")
+        raise internal_error("streamed body missing")
     return spool

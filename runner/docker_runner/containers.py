@@ -8,14 +8,14 @@ from typing import Any
 
 from .container_spec import INSTANCE_LABEL, MANAGED_LABEL
 from .engine import APIClient, Engine, remove_if_present, volume_labels
-from .errors import ApiError, from_engine
+from .errors import ApiError, Kind, from_engine
 from .policy import CreateChecker, container_references
 from .scope import Scope, checked_container, is_managed
 
 log = logging.getLogger("docker_runner.containers")
 
-# Answers of stop that mean "it is stopped, or about to be gone": not a failure for the caller.
-_STOP_IS_DONE = (304, 404, 409)
+# Answers of stop that mean "it is stopped (not_modified), gone, or about to be": not a failure for the caller.
+_STOP_IS_DONE = (Kind.NOT_FOUND, Kind.CONFLICT)
 
 
 def _named_volumes(body: Mapping[str, Any]) -> list[str]:
@@ -84,7 +84,7 @@ async def stop(engine: Engine, scope: Scope, reference: str, timeout_sec: int) -
         container_id = await scope.container(reference)
         await engine.run(lambda api: api.stop(container_id, timeout=timeout_sec))
     except ApiError as error:
-        if error.status not in _STOP_IS_DONE:
+        if error.kind not in _STOP_IS_DONE and error.code != "not_modified":
             raise
 
 
@@ -93,7 +93,7 @@ async def remove(engine: Engine, scope: Scope, reference: str, force: bool, remo
         container_id = await scope.container(reference)
         await engine.run(lambda api: api.remove_container(container_id, force=force, v=remove_volumes))
     except ApiError as error:
-        if error.status != 404 and error.code != "removal_in_progress":
+        if error.kind is not Kind.NOT_FOUND and error.code != "removal_in_progress":
             raise
 
 
@@ -129,7 +129,7 @@ async def list_by_volume(engine: Engine, scope: Scope, volume_name: str) -> list
     try:
         await scope.volume(volume_name)
     except ApiError as error:
-        if error.status == 404:
+        if error.kind is Kind.NOT_FOUND:
             return []  # no such volume (or not the runner's): nothing uses it
         raise
     filters: dict[str, Any] = {"volume": volume_name, "label": scope.label_filters()}
@@ -143,5 +143,5 @@ async def remove_volume(engine: Engine, scope: Scope, volume_name: str, force: b
         await scope.volume(volume_name)
         await engine.run(lambda api: api.remove_volume(volume_name, force=force))
     except ApiError as error:
-        if error.status != 404:
+        if error.kind is not Kind.NOT_FOUND:
             raise

@@ -7,12 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import ApiError
-
-
-def shutting_down(details: dict[str, object] | None = None) -> ApiError:
-    return ApiError(503, "shutting_down", "The runner is shutting down", retryable=True, details=details)
-
 
 class Draining:
     """The cancel functions of in-flight work, all called at once by :meth:`cut`."""

@@ -32,7 +32,7 @@ from docker.types import CancellableStream
 from docker.utils import kwargs_from_env
 
 from .blocking_stream import BlockingStream
-from .errors import ApiError, docker_unavailable, from_engine
+from .errors import ApiError, Kind, docker_unavailable, from_engine
 from .settings import Settings
 
 T = TypeVar("T")
@@ -219,7 +219,7 @@ class StreamLease:
             budget.acquire_on_behalf_of_nowait(self)
         except anyio.WouldBlock:
             raise ApiError(
-                503,
+                Kind.UNAVAILABLE,
                 "too_many_streams",
                 f"All {int(budget.total_tokens)} stream slots are in use (DOCKER_RUNNER_STREAM_THREADS); retry shortly",
                 retryable=True,
@@ -265,7 +265,7 @@ class Engine:
             with engine_errors():
                 return fn(self.api())
         except ApiError as error:
-            if self._on_error is not None and (error.code.startswith("docker_") or error.status >= 400):
+            if self._on_error is not None and error.code != "not_modified":  # 304 is no failure
                 self._on_error(error)
             raise
 

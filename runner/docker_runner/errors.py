@@ -1,61 +1,133 @@
-"""The one place that knows status codes: every failure becomes the envelope of PROTOCOL section 2.
+"""What can go wrong, by name; the one table that turns each kind into an HTTP status. Pure: no
+Litestar, no docker-py, importable from every package.
 
 ::
 
-    ApiError                       status, code, message, retryable, details
-    ├── from_engine(...)           engine answers: their status (5xx -> 502 docker_error)
-    ├── docker_unavailable()       503, the engine cannot be reached
-    ├── validation_error(field)    400
-    └── ...                        auth (401), policy (403), exec timeouts (504)
+    ApiError                       kind, code, message, retryable, details -> the envelope of docs/protocol.md
+    ├── Kind.INVALID ...           a kind says what happened; STATUS says which status answers it
+    ├── from_engine(...)           an engine answer: its own status (a 5xx becomes a retryable 502)
+    ├── docker_unavailable()       the engine cannot be reached
+    ├── validation_error(field)    a field of the request is wrong
+    └── shutting_down()            the runner is stopping
 
-Handlers and middleware raise ``ApiError``; the exception handlers registered by
-:func:`exception_handlers` turn it, and Litestar's own exceptions, into responses.
+Code everywhere raises ``ApiError`` with a kind; ``http/errors.py`` turns it, and the web
+framework's own exceptions, into responses.
 """
 
 from __future__ import annotations
 
-import logging
+import enum
 import re
 from typing import Any
 
-from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
-from litestar.types import ExceptionHandlersMap
 
-log = logging.getLogger("docker_runner.errors")
+class Kind(enum.Enum):
+    INVALID = "invalid"  # the request is malformed: a field, a query, a frame, an archive
+    UNAUTHORIZED = "unauthorized"  # the signature, the timestamp, the nonce or the ticket
+    FORBIDDEN = "forbidden"  # allowed to nobody: the policy, a browser Origin
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    CONFLICT = "conflict"  # not in this state: a container not running, a removal in progress
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_MEDIA = "unsupported_media"
+    UPGRADE_REQUIRED = "upgrade_required"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    INTERNAL = "internal"  # a bug of the runner's
+    UPSTREAM = "upstream"  # the engine failed, or answered what it should not
+    UNAVAILABLE = "unavailable"  # not now: the engine away, a budget full, the runner stopping
+    TIMEOUT = "timeout"  # the command's own bound ran out
+    PASSTHROUGH = "passthrough"  # a status another party chose (an engine refusal), answered as it is
+
+
+STATUS: dict[Kind, int] = {
+    Kind.INVALID: 400,
+    Kind.UNAUTHORIZED: 401,
+    Kind.FORBIDDEN: 403,
+    Kind.NOT_FOUND: 404,
+    Kind.METHOD_NOT_ALLOWED: 405,
+    Kind.CONFLICT: 409,
+    Kind.TOO_LARGE: 413,
+    Kind.UNSUPPORTED_MEDIA: 415,
+    Kind.UPGRADE_REQUIRED: 426,
+    Kind.TOO_MANY_REQUESTS: 429,
+    Kind.INTERNAL: 500,
+    Kind.UPSTREAM: 502,
+    Kind.UNAVAILABLE: 503,
+    Kind.TIMEOUT: 504,
+}
+_KIND_OF_STATUS = {status: kind for kind, status in STATUS.items()}
+
+
+def kind_of_status(status: int) -> Kind:
+    """The kind another party's status means; one without a kind of its own passes through."""
+    return _KIND_OF_STATUS.get(status, Kind.PASSTHROUGH)
 
 
 class ApiError(Exception):
     def __init__(
         self,
-        status: int,
+        kind: Kind,
         code: str,
         message: str,
         *,
         retryable: bool = False,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        passthrough_status: int | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
+        self.kind = kind
         self.code = code
         self.message = message
         self.retryable = retryable
         self.details = details or {}
         self.headers = headers or {}
+        self._passthrough_status = passthrough_status
+
+    @property
+    def status(self) -> int:
+        if self.kind is Kind.PASSTHROUGH:
+            return self._passthrough_status or 500
+        return STATUS[self.kind]
 
     def envelope(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.retryable}
         error["details"] = self.details
         return {"error": error}
 
+    def with_message(self, message: str) -> ApiError:
+        """The same error, told differently (with the context of whoever passes it on)."""
+        return ApiError(
+            self.kind,
+            self.code,
+            message,
+            retryable=self.retryable,
+            details=self.details,
+            headers=self.headers,
+            passthrough_status=self._passthrough_status,
+        )
+
+
+def passed_through(status: int, code: str, message: str) -> ApiError:
+    """Another party's refusal, with its own status (the kind it means, where it has one)."""
+    kind = kind_of_status(status)
+    return ApiError(kind, code, message, passthrough_status=status if kind is Kind.PASSTHROUGH else None)
+
 
 def validation_error(field: str, problem: str) -> ApiError:
-    return ApiError(400, "validation_error", f"{field}: {problem}", details={"field": field})
+    return ApiError(Kind.INVALID, "validation_error", f"{field}: {problem}", details={"field": field})
 
 
 def docker_unavailable(reason: str) -> ApiError:
-    return ApiError(503, "docker_unavailable", f"Docker engine unavailable: {reason}", retryable=True)
+    return ApiError(Kind.UNAVAILABLE, "docker_unavailable", f"Docker engine unavailable: {reason}", retryable=True)
+
+
+def shutting_down(details: dict[str, Any] | None = None) -> ApiError:
+    return ApiError(Kind.UNAVAILABLE, "shutting_down", "The runner is shutting down", retryable=True, details=details)
+
+
+def internal_error(message: str = "internal error") -> ApiError:
+    return ApiError(Kind.INTERNAL, "internal_error", message)
 
 
 # Engine messages whose meaning clients test for; the rest take a code from the status.
@@ -65,7 +137,7 @@ _MESSAGE_CODES = (
     (re.compile(r"^no such exec", re.I), "no_such_exec"),
     (re.compile(r"^(get .*: )?no such volume", re.I), "no_such_volume"),
     (re.compile(r"^container .* is not running", re.I), "container_not_running"),
-    (re.compile(r"^container .* is paused", re.I), "container_not_running"),  # PROTOCOL 3.2: running, or 409
+    (re.compile(r"^container .* is paused", re.I), "container_not_running"),  # running, or 409
     (re.compile(r"is already in progress", re.I), "removal_in_progress"),
     (re.compile(r"^could not find the file|^lstat .*: no such file or directory", re.I), "no_such_path"),
     (re.compile(r"pull access denied|manifest unknown|repository .* not found", re.I), "image_not_found"),
@@ -92,77 +164,5 @@ def from_engine(status: int, message: str) -> ApiError:
     """An engine error answer: its own status and message; a 5xx becomes a retryable 502."""
     message = message.strip() or f"engine answered {status}"
     if status >= 500:
-        return ApiError(502, "docker_error", message, retryable=True, details={"dockerStatus": status})
-    return ApiError(status, engine_code(status, message), message)
-
-
-def _response(error: ApiError) -> Response[Any]:
-    return Response(
-        content=error.envelope(), status_code=error.status, media_type=MediaType.JSON, headers=error.headers or None
-    )
-
-
-# msgspec names a missing or unknown field in its message: "Object missing required field `image`",
-# "Object contains unknown field `bogus` - at `$.resources`"
-_NAMED_FIELD = re.compile(r"field `(?P<field>[^`]+)`(?: - at `\$\.?(?P<path>[^`]*)`)?")
-
-
-def _field_named_in(message: str) -> str | None:
-    found = _NAMED_FIELD.search(message)
-    if found is None:
-        return None
-    path = (found.group("path") or "").replace("[", ".").replace("]", "")
-    return f"{path}.{found.group('field')}" if path else found.group("field")
-
-
-def _from_validation(exc: ValidationException) -> ApiError:
-    problems = exc.extra if isinstance(exc.extra, list) else []
-    parts = []
-    fields = []
-    for problem in problems:
-        if not isinstance(problem, dict):
-            continue
-        key = str(problem.get("key") or "")
-        key = "" if key == "data" else key
-        message = str(problem.get("message") or "invalid")
-        named = _field_named_in(message)
-        field = ".".join(part for part in (key, named) if part)
-        if field:
-            fields.append(field)
-        parts.append(f"{field}: {message}" if field else message)
-    message = "; ".join(parts) or str(exc.detail)
-    details: dict[str, Any] = {"field": fields[0]} if fields else {}
-    return ApiError(400, "validation_error", message, details=details)
-
-
-_HTTP_CODES = {
-    400: "validation_error",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    426: "upgrade_required",
-    429: "too_many_requests",
-}
-
-
-def to_api_error(exc: Exception) -> ApiError:
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, ValidationException):
-        return _from_validation(exc)
-    if isinstance(exc, RecursionError):  # Litestar's JSON decoder lets it through for a too deeply nested body
-        return ApiError(400, "validation_error", "The request body is nested too deeply")
-    if isinstance(exc, HTTPException) and exc.status_code < 500:
-        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return ApiError(exc.status_code, code, str(exc.detail))
-    log.exception("unhandled error", exc_info=exc)
-    return ApiError(500, "internal_error", "internal error")
-
-
-def handle_exception(_request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    return _response(to_api_error(exc))
-
-
-def exception_handlers() -> ExceptionHandlersMap:
-    return {Exception: handle_exception}
+        return ApiError(Kind.UPSTREAM, "docker_error", message, retryable=True, details={"dockerStatus": status})
+    return passed_through(status, engine_code(status, message), message)

@@ -22,7 +22,7 @@ import anyio.to_thread
 
 from .blocking_stream import BlockingStream
 from .engine import APIClient, Engine, StreamLease, container_running
-from .errors import ApiError
+from .errors import ApiError, Kind
 from .exec_run import EXEC_MARKER_VARIABLE, kill_marked_processes, raw_socket, shell_command, take_buffered
 from .logs import parse_bool
 
@@ -36,7 +36,7 @@ POLL_SECONDS = (0.005, 0.2)  # first and longest pause between looks at the exec
 
 
 def invalid_query(why: str) -> ApiError:
-    return ApiError(400, "invalid_query", why)
+    return ApiError(Kind.INVALID, "invalid_query", why)
 
 
 def _parse_env(raw: str | None) -> dict[str, str]:
@@ -224,9 +224,11 @@ class InteractiveExec:
             await self.kill()
             state = await self._wait_for_end(KILLED_WAIT_SECONDS)
         if not state.container_running:
-            raise ApiError(409, "container_not_running", "The container stopped while the exec was running")
+            raise ApiError(Kind.CONFLICT, "container_not_running", "The container stopped while the exec was running")
         if state.exec_running or state.exit_code is None:
-            raise ApiError(502, "exec_not_ended", "The exec's output ended but the engine still reports it running")
+            raise ApiError(
+                Kind.UPSTREAM, "exec_not_ended", "The exec's output ended but the engine still reports it running"
+            )
         return state.exit_code
 
     async def kill(self) -> None:

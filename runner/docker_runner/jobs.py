@@ -32,9 +32,8 @@ import msgspec
 from . import job_spec
 from .blocking_stream import BlockingStream
 from .container_spec import INSTANCE_LABEL
-from .draining import shutting_down
 from .engine import APIClient, Engine, remove_if_present, wait_exit
-from .errors import ApiError
+from .errors import ApiError, Kind, internal_error, shutting_down
 from .job_attach import create_attached, exchange, shutdown_socket
 from .job_events import EventBuffer, OutputLines, classify, encode
 from .metrics import Metrics
@@ -76,7 +75,7 @@ class JobAnswer(msgspec.Struct, rename="camel"):
 
 
 def not_found_job(job_id: str) -> ApiError:
-    return ApiError(404, "no_such_job", f"No such job: {job_id}")
+    return ApiError(Kind.NOT_FOUND, "no_such_job", f"No such job: {job_id}")
 
 
 def _now_ms() -> int:
@@ -243,7 +242,7 @@ class JobManager:
             raise shutting_down()
         limit = self._settings.job_max_active
         if len(self.active()) + self._reserved >= limit:
-            raise ApiError(503, "too_many_jobs", f"{limit} jobs are running already", retryable=True)
+            raise ApiError(Kind.UNAVAILABLE, "too_many_jobs", f"{limit} jobs are running already", retryable=True)
         job_id = uuid.uuid4().hex
         payload = job_spec.input_line(request.input)
         body = self._checker.check(job_spec.build_job_body(request, job_id, self._settings))
@@ -315,7 +314,7 @@ class JobManager:
             outcome.failure = error
         except Exception:
             log.exception("job %s failed", job.job_id)
-            outcome.failure = ApiError(500, "internal_error", "the runner failed while running the job")
+            outcome.failure = internal_error("the runner failed while running the job")
         finally:
             job.settling = True
             with anyio.CancelScope(shield=True):

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import IO, Any, Protocol
 
-from .errors import ApiError
+from .errors import ApiError, Kind
 
 SPOOL_MEMORY_BYTES = 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # one pax or GNU long-name header; a path is at most 4 KiB on Linux
@@ -53,12 +53,12 @@ class Refused(Exception):
 
 def bad_entry(field: str, entry: str, why: str) -> ApiError:
     return ApiError(
-        400, "validation_error", f"{field}: entry {entry!r} {why}", details={"field": field, "entry": entry}
+        Kind.INVALID, "validation_error", f"{field}: entry {entry!r} {why}", details={"field": field, "entry": entry}
     )
 
 
 def bad_archive(field: str, why: str) -> ApiError:
-    return ApiError(400, "validation_error", f"{field}: the archive {why}", details={"field": field})
+    return ApiError(Kind.INVALID, "validation_error", f"{field}: the archive {why}", details={"field": field})
 
 
 def _normalized(name: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from .errors import ApiError, validation_error
+from .errors import ApiError, Kind, validation_error
 
 T = TypeVar("T")
 
@@ -17,7 +17,7 @@ _KINDS: dict[type, str] = {str: "a string", bool: "true or false", int: "an inte
 
 def denied(field: str, rule: str, why: str) -> ApiError:
     return ApiError(
-        403, "policy_denied", f"{field}: {why} (policy rule {rule})", details={"field": field, "rule": rule}
+        Kind.FORBIDDEN, "policy_denied", f"{field}: {why} (policy rule {rule})", details={"field": field, "rule": rule}
     )
 
 

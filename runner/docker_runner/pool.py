@@ -20,7 +20,7 @@ from typing import Any
 from . import oneshot
 from .container_spec import INSTANCE_LABEL, build_create_body
 from .engine import APIClient, Engine, remove_if_present
-from .errors import ApiError
+from .errors import ApiError, Kind
 from .metrics import Metrics
 from .policy import CreateChecker
 from .pool_config import PoolConfig, PoolError
@@ -35,7 +35,10 @@ CLOSE_WAIT_SECONDS = 30
 
 def pool_exhausted(image: str, waited_ms: int) -> ApiError:
     return ApiError(
-        503, "pool_exhausted", f"No container of the {image} pool became free within {waited_ms} ms", retryable=True
+        Kind.UNAVAILABLE,
+        "pool_exhausted",
+        f"No container of the {image} pool became free within {waited_ms} ms",
+        retryable=True,
     )
 
 
@@ -224,7 +227,7 @@ class Pool:
     def _creation_failure(self, error: ApiError) -> ApiError:
         """Why the pool has nothing to hand out (a retry is on its way meanwhile)."""
         message = f"The {self.config.image} pool cannot create containers: {error.message}"
-        return ApiError(error.status, error.code, message, retryable=error.retryable, details=error.details)
+        return error.with_message(message)
 
     def _count_health_failure(self) -> None:
         self.counters.health_failures += 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from .container_spec import MANAGED_LABEL
 from .engine import Engine
-from .errors import ApiError, from_engine
+from .errors import ApiError, Kind, from_engine
 
 _FULL_ID = re.compile(r"^[0-9a-f]{64}$")
 # what the engine accepts as a container or volume name, id or id prefix, and an exec id: anything
@@ -82,7 +82,7 @@ class Scope:
         try:
             await self.container(container_id)
         except ApiError as error:
-            if error.status == 404:
+            if error.kind is Kind.NOT_FOUND:
                 raise from_engine(404, f"No such exec instance: {exec_id}") from None
             raise
 

@@ -17,7 +17,7 @@ from typing import Any
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from .auth import NonceCache
-from .errors import ApiError
+from .errors import ApiError, Kind
 
 MAX_TTL_MS = 60_000
 DEFAULT_TTL_MS = 30_000
@@ -26,7 +26,7 @@ _SALT = "docker-runner.ticket"
 
 
 def invalid_ticket(why: str) -> ApiError:
-    return ApiError(401, "invalid_ticket", f"Invalid ticket: {why}")
+    return ApiError(Kind.UNAUTHORIZED, "invalid_ticket", f"Invalid ticket: {why}")
 
 
 def split_ticket(target: str) -> tuple[str, str] | None:

@@ -14,9 +14,9 @@ from typing import IO, Any
 from . import oneshot
 from .container_spec import ContainerOpts, build_create_body
 from .disconnect import run_cancellable
-from .draining import Draining, shutting_down
+from .draining import Draining
 from .engine import APIClient, Engine, remove_if_present
-from .errors import ApiError
+from .errors import ApiError, Kind, shutting_down
 from .exec_run import Canceller
 from .policy import CreateChecker
 from .pool import ONESHOT_LABEL, Pool, Pooled, PoolManager, start_attached
@@ -162,7 +162,7 @@ async def remove_paths(engine: Engine, container_id: str, workdir: str, paths: l
         created = api.exec_create(container_id, command, user="0")
         api.exec_start(created["Id"])
         if api.exec_inspect(created["Id"]).get("ExitCode") != 0:
-            raise ApiError(409, "removal_failed", f"could not remove {len(paths)} path(s) under {workdir}")
+            raise ApiError(Kind.CONFLICT, "removal_failed", f"could not remove {len(paths)} path(s) under {workdir}")
 
     await engine.run(remove)
 

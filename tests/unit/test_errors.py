@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from docker_runner.errors import ApiError, from_engine
+from docker_runner.errors import STATUS, ApiError, Kind, from_engine
 from docker_runner_client import (
     Conflict,
     DockerRunnerRequestError,
@@ -48,7 +48,7 @@ def test_engine_errors(status: int, message: str, expected: tuple[int, str, bool
 
 def test_envelope_shape() -> None:
     """The envelope has exactly code, message, retryable and details."""
-    envelope = ApiError(409, "conflict", "busy", details={"x": 1}).envelope()
+    envelope = ApiError(Kind.CONFLICT, "conflict", "busy", details={"x": 1}).envelope()
     assert envelope == {"error": {"code": "conflict", "message": "busy", "retryable": False, "details": {"x": 1}}}
 
 
@@ -99,3 +99,12 @@ def test_non_envelope_answer() -> None:
     assert error.code == "unknown_error" and error.retryable and "bad gateway" in error.message
     gateway = error_from_response(504, b"gateway timeout")
     assert type(gateway) is DockerRunnerRequestError
+
+
+def test_every_kind_answers_with_one_status() -> None:
+    """Each kind has its status in errors.STATUS; only a passthrough keeps another party's own."""
+    assert set(STATUS) == set(Kind) - {Kind.PASSTHROUGH}
+    assert len(set(STATUS.values())) == len(STATUS)
+    assert from_engine(304, "").status == 304 and from_engine(304, "").kind is Kind.PASSTHROUGH
+    assert from_engine(404, "No such container: x").kind is Kind.NOT_FOUND
+    assert ApiError(Kind.UNAVAILABLE, "x", "y").status == 503

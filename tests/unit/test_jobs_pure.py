@@ -12,7 +12,7 @@ from httpx_sse import ServerSentEvent
 
 from docker_runner import job_spec
 from docker_runner.demux import frame
-from docker_runner.errors import ApiError
+from docker_runner.errors import ApiError, Kind
 from docker_runner.job_events import EventBuffer, OutputLines, classify
 from docker_runner.job_stream import frames, resume_point
 from docker_runner.jobs import Job, _Outcome, verdict
@@ -289,7 +289,7 @@ def _job(timeout_ms: int = 1000) -> Job:
         (True, _Outcome(), {"Status": "created", "ExitCode": 0}, ("cancelled", None, None)),  # never started
         (
             False,
-            _Outcome(failure=ApiError(400, "bad_parameter", "no such executable")),
+            _Outcome(failure=ApiError(Kind.INVALID, "bad_parameter", "no such executable")),
             None,
             ("error", None, "bad_parameter"),
         ),

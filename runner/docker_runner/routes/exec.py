@@ -12,8 +12,7 @@ from litestar.params import JSONBody
 
 from ..container_spec import NonEmptyStr
 from ..disconnect import run_cancellable, watch_disconnect
-from ..draining import shutting_down
-from ..errors import ApiError, validation_error
+from ..errors import ApiError, Kind, shutting_down, validation_error
 from ..exec_run import Ending, ExecOutcome, ExecSpec, run_exec, shell_command
 from ..metrics import Metrics
 from ..observe import note
@@ -103,14 +102,14 @@ class ExecRunAnswer(msgspec.Struct, rename="camel"):
 def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
     if outcome.ending is Ending.TIMEOUT:
         raise ApiError(
-            504,
+            Kind.TIMEOUT,
             "exec_timeout",
             f"Exec timed out after {spec.timeout_ms}ms",
             details={"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed},
         )
     if outcome.ending is Ending.IDLE_TIMEOUT:
         raise ApiError(
-            504,
+            Kind.TIMEOUT,
             "exec_idle_timeout",
             f"Exec idle timed out after {spec.idle_timeout_ms}ms",
             details={"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed},

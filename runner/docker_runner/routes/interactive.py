@@ -18,7 +18,7 @@ from litestar.types import Scope
 from ..auth import OPEN_ROUTE, TICKETS_ACCEPTED, UPGRADE_PRECHECK, refuse_upgrade, request_target
 from ..demux import STDERR, FrameDemuxer
 from ..engine import StreamLease
-from ..errors import ApiError
+from ..errors import ApiError, Kind
 from ..interactive import ExecQuery, InteractiveExec
 from ..observe import note
 from ..openapi import ErrorEnvelope
@@ -53,7 +53,7 @@ def origin_allowed(settings: Settings, origin: str, host: str | None) -> bool:
 
 
 def _origin_refused(origin: str) -> ApiError:
-    return ApiError(403, "origin_not_allowed", f"Origin {origin} may not open an exec session")
+    return ApiError(Kind.FORBIDDEN, "origin_not_allowed", f"Origin {origin} may not open an exec session")
 
 
 def _b64(data: bytes) -> str:
@@ -106,7 +106,7 @@ class Relay:
                 raise _ClientGone
             text = message.get("text")
             if not isinstance(text, str):
-                await self._send(_error_frame(ApiError(400, "invalid_frame", "frames must be JSON text")))
+                await self._send(_error_frame(ApiError(Kind.INVALID, "invalid_frame", "frames must be JSON text")))
                 continue
             await self._handle(text)
 
@@ -123,7 +123,7 @@ class Relay:
             else:
                 raise ValueError(f"unknown frame type {kind!r}")
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            await self._send(_error_frame(ApiError(400, "invalid_frame", f"invalid frame: {exc}")))
+            await self._send(_error_frame(ApiError(Kind.INVALID, "invalid_frame", f"invalid frame: {exc}")))
         except ApiError as error:
             await self._send(_error_frame(error))
         except OSError:
@@ -263,7 +263,10 @@ def interactive_exec_without_upgrade(request: Request[Any, Any, Any], runtime: R
             error.headers.update(_READABLE_ANYWHERE)
             raise
     raise ApiError(
-        426, "upgrade_required", "This route speaks WebSocket: send an upgrade request", headers=_READABLE_ANYWHERE
+        Kind.UPGRADE_REQUIRED,
+        "upgrade_required",
+        "This route speaks WebSocket: send an upgrade request",
+        headers=_READABLE_ANYWHERE,
     )
 
 

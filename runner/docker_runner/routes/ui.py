@@ -15,7 +15,7 @@ from litestar import Response, get
 from litestar.params import Parameter
 
 from ..auth import OPEN_ROUTE
-from ..errors import ApiError
+from ..errors import ApiError, Kind
 from ..runtime import RuntimeDep
 from ..settings import Settings
 
@@ -47,7 +47,7 @@ def bundle_dir(settings: Settings) -> Path:
 
 def _not_built(directory: Path) -> ApiError:
     return ApiError(
-        404,
+        Kind.NOT_FOUND,
         "ui_not_built",
         f"The browser terminal is not built (no {directory / INDEX}): run `make web` in the repository "
         "(npm ci && npm run build in client/web), or point DOCKER_RUNNER_UI_DIR at a built bundle",
@@ -60,7 +60,7 @@ def _file(settings: Settings, name: str, headers: dict[str, str]) -> Response[by
         raise _not_built(directory)
     path = directory / name
     if not _ASSET_NAME.match(name) or not path.is_file():
-        raise ApiError(404, "not_found", f"No such file in the browser terminal: {name}")
+        raise ApiError(Kind.NOT_FOUND, "not_found", f"No such file in the browser terminal: {name}")
     media_type = _MEDIA_TYPES.get(path.suffix, "application/octet-stream")
     return Response(path.read_bytes(), media_type=media_type, headers=headers)
 
