@@ -8,29 +8,20 @@ named in ``DOCKER_RUNNER_JOB_ENV_PASSTHROUGH``; never the runner's own secret.
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import msgspec
 
 from .container_spec import ContainerOpts, NonEmptyStr, Resources, build_create_body
 from .errors import validation_error
-
-if TYPE_CHECKING:
-    from .settings import Settings
+from .settings import SECRET_PREFIX, Settings
+from .units import parse_cpus, parse_gpus, parse_memory
 
 JOB_LABEL = "dev.docker-runner.job"
-SECRET_PREFIX = "DOCKER_RUNNER_SHARED_SECRET"
-MIN_MEMORY_BYTES = 6 * 1024 * 1024  # the engine refuses less
-MIN_CPUS = 0.01
 REMOVE_AFTER_SLACK_SECONDS = 600  # a crashed runner's job containers are reaped this long after their timeout
 
-Gpus = Literal["all"] | tuple[str, ...] | None
-
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$", re.I)
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _ENV_NAME = re.compile(r"^[^=\x00]+$")
 
 
@@ -48,71 +39,6 @@ class JobRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     resources: JobResources | None = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: no bound
     labels: dict[str, str] | None = None
-
-
-def parse_memory(value: str | int) -> int:
-    """Bytes from an integer or a size such as ``512m`` or ``2g`` (ValueError when it is neither)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a number of bytes or a size such as 512m")
-    if isinstance(value, int):
-        number = value
-    else:
-        match = _MEMORY.match(value)
-        if match is None:
-            raise ValueError(f"must be a number of bytes or a size such as 512m, got {value!r}")
-        number = int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
-    if number < MIN_MEMORY_BYTES:
-        raise ValueError(f"must be at least {MIN_MEMORY_BYTES} bytes (6m), got {value!r}")
-    return number
-
-
-def parse_cpus(value: float | str) -> int:
-    """Nano CPUs from a number of CPUs such as ``2`` or ``0.5``."""
-    try:
-        cpus = float(value)
-    except ValueError:
-        raise ValueError(f"must be a number of CPUs such as 1.5, got {value!r}") from None
-    if not math.isfinite(cpus) or cpus < MIN_CPUS:
-        raise ValueError(f"must be a number of CPUs of at least {MIN_CPUS}, got {value!r}")
-    return round(cpus * 1_000_000_000)
-
-
-def parse_gpus(value: str | Iterable[str] | None) -> Gpus:
-    """``all``, device ids (a list or comma-separated), or none (``none``, empty, None)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() == "all":
-            return "all"
-        if text.lower() in ("", "none"):
-            return None
-        items = text.split(",")
-    else:
-        items = list(value)
-    ids = tuple(item.strip() for item in items)
-    if not ids:
-        return None
-    if any(not item or item.lower() in ("all", "none") for item in ids):
-        raise ValueError('must be "all", "none" or device ids such as "0,1"')
-    return ids
-
-
-def passthrough(
-    names: Iterable[str], environ: Mapping[str, str], secrets: Iterable[str]
-) -> tuple[tuple[str, str], ...]:
-    """The named variables that are set, with their values; ValueError for the runner's secret."""
-    secret_values = {secret for secret in secrets if secret}
-    pairs = []
-    for name in names:
-        if name.upper().startswith(SECRET_PREFIX):
-            raise ValueError(f"must not name the runner's secret ({name})")
-        if name not in environ:
-            continue
-        if environ[name] in secret_values:
-            raise ValueError(f"{name} holds the runner's secret")
-        pairs.append((name, environ[name]))
-    return tuple(pairs)
 
 
 def job_env(request_env: Mapping[str, str] | None, settings: Settings) -> list[str]:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import job_spec
+from . import units
 
 MIN_SECRET_BYTES = 32
+SECRET_PREFIX = "DOCKER_RUNNER_SHARED_SECRET"  # every variable holding a secret starts so
 
 
 class SettingsError(ValueError):
@@ -62,11 +63,28 @@ def _job_setting(env: Mapping[str, str], name: str, parse: Any, default: str) ->
         raise SettingsError(f"{name} {exc}") from None
 
 
+def passthrough(
+    names: Iterable[str], environ: Mapping[str, str], secrets: Iterable[str]
+) -> tuple[tuple[str, str], ...]:
+    """The named variables that are set, with their values; ValueError for the runner's secret."""
+    secret_values = {secret for secret in secrets if secret}
+    pairs = []
+    for name in names:
+        if name.upper().startswith(SECRET_PREFIX):
+            raise ValueError(f"must not name the runner's secret ({name})")
+        if name not in environ:
+            continue
+        if environ[name] in secret_values:
+            raise ValueError(f"{name} holds the runner's secret")
+        pairs.append((name, environ[name]))
+    return tuple(pairs)
+
+
 def _job_passthrough(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     names = [name.strip() for name in env.get("DOCKER_RUNNER_JOB_ENV_PASSTHROUGH", "").split(",") if name.strip()]
     secrets = (env.get("DOCKER_RUNNER_SHARED_SECRET", ""), env.get("DOCKER_RUNNER_SHARED_SECRET_NEXT", ""))
     try:
-        return job_spec.passthrough(names, env, secrets)
+        return passthrough(names, env, secrets)
     except ValueError as exc:
         raise SettingsError(f"DOCKER_RUNNER_JOB_ENV_PASSTHROUGH {exc}") from None
 
@@ -108,7 +126,7 @@ class Settings:
     max_patch_bytes: int = 1024 * 1024 * 1024
     job_memory_bytes: int = 2 * 1024**3
     job_nano_cpus: int = 2_000_000_000
-    job_gpus: job_spec.Gpus = None
+    job_gpus: units.Gpus = None
     job_env_passthrough: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     job_timeout_ms: int = 3_600_000
     job_max_active: int = 16
@@ -188,9 +206,9 @@ class Settings:
             pool_maintenance_ms=_int(env, "DOCKER_RUNNER_POOL_MAINTENANCE_MS", 5_000, minimum=100),
             test_cmd=env.get("DOCKER_RUNNER_TEST_CMD", "").strip() or "cd /testbed && sh run_tests.sh 2>&1",
             max_patch_bytes=_int(env, "DOCKER_RUNNER_MAX_PATCH_BYTES", 1024 * 1024 * 1024, minimum=1),
-            job_memory_bytes=_job_setting(env, "DOCKER_RUNNER_JOB_MEMORY", job_spec.parse_memory, "2g"),
-            job_nano_cpus=_job_setting(env, "DOCKER_RUNNER_JOB_CPUS", job_spec.parse_cpus, "2.0"),
-            job_gpus=_job_setting(env, "DOCKER_RUNNER_JOB_GPUS", job_spec.parse_gpus, "none"),
+            job_memory_bytes=_job_setting(env, "DOCKER_RUNNER_JOB_MEMORY", units.parse_memory, "2g"),
+            job_nano_cpus=_job_setting(env, "DOCKER_RUNNER_JOB_CPUS", units.parse_cpus, "2.0"),
+            job_gpus=_job_setting(env, "DOCKER_RUNNER_JOB_GPUS", units.parse_gpus, "none"),
             job_env_passthrough=_job_passthrough(env),
             job_timeout_ms=_int(env, "DOCKER_RUNNER_JOB_TIMEOUT_MS", 3_600_000),
             job_max_active=_int(env, "DOCKER_RUNNER_JOB_MAX_ACTIVE", 16, minimum=1),

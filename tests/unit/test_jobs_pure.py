@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from httpx_sse import ServerSentEvent
 
-from docker_runner import job_spec
+from docker_runner import job_spec, units
 from docker_runner.demux import frame
 from docker_runner.errors import ApiError, Kind
 from docker_runner.job_events import EventBuffer, OutputLines, classify
@@ -145,26 +145,26 @@ def test_buffer_is_bounded_in_bytes_but_keeps_the_newest() -> None:
     ],
 )
 def test_memory_sizes(value: str | int, expected: int) -> None:
-    assert job_spec.parse_memory(value) == expected
+    assert units.parse_memory(value) == expected
 
 
 @pytest.mark.parametrize("value", ["lots", "", "-1m", "1x", "5m", 1024, True, "1e9"])
 def test_bad_memory_sizes(value: str | int) -> None:
     with pytest.raises(ValueError):
-        job_spec.parse_memory(value)
+        units.parse_memory(value)
 
 
 def test_cpus_and_gpus() -> None:
-    assert job_spec.parse_cpus(2.0) == 2_000_000_000 and job_spec.parse_cpus("0.5") == 500_000_000
+    assert units.parse_cpus(2.0) == 2_000_000_000 and units.parse_cpus("0.5") == 500_000_000
     for bad in (0, -1, float("nan"), float("inf"), "many", 0.001):
         with pytest.raises(ValueError):
-            job_spec.parse_cpus(bad)
-    assert job_spec.parse_gpus("all") == "all" and job_spec.parse_gpus(" ALL ") == "all"
-    assert job_spec.parse_gpus("0, 1") == ("0", "1") and job_spec.parse_gpus(["GPU-abc"]) == ("GPU-abc",)
-    assert job_spec.parse_gpus("none") is None and job_spec.parse_gpus("") is None and job_spec.parse_gpus([]) is None
+            units.parse_cpus(bad)
+    assert units.parse_gpus("all") == "all" and units.parse_gpus(" ALL ") == "all"
+    assert units.parse_gpus("0, 1") == ("0", "1") and units.parse_gpus(["GPU-abc"]) == ("GPU-abc",)
+    assert units.parse_gpus("none") is None and units.parse_gpus("") is None and units.parse_gpus([]) is None
     for bad_gpus in ("0,,1", ["all", "0"], ["none"]):
         with pytest.raises(ValueError):
-            job_spec.parse_gpus(bad_gpus)
+            units.parse_gpus(bad_gpus)
 
 
 def test_job_settings_from_the_environment() -> None:
