@@ -58,7 +58,7 @@ from tests.support.server import TEST_SECRET, make_settings, running_runner
 from websockets.sync.client import ClientConnection, connect
 
 from docker_runner.container_spec import MANAGED_LABEL
-from docker_runner.exec_run import raw_socket, take_buffered
+from docker_runner.sockets import raw_socket, take_buffered
 from docker_runner_client import HttpDockerRunnerClient
 from docker_runner_client._signing import sign_headers
 

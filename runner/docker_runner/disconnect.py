@@ -11,7 +11,7 @@ from litestar.types import Receive
 
 from .draining import Draining
 from .engine import APIClient, Engine
-from .exec_run import Canceller
+from .sockets import Canceller
 
 T = TypeVar("T")
 

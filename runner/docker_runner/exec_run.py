@@ -8,12 +8,9 @@ descendants included.
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import logging
-import os
+import math
 import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,12 +19,12 @@ from typing import Any
 from .demux import STDERR, FrameDemuxer
 from .engine import APIClient
 from .output_buffer import TailBuffer
-from .socket_wait import wait_for
+from .pump import Ending, Pump
+from .sockets import Canceller, raw_socket, take_buffered
 
 log = logging.getLogger("docker_runner.exec")
 
 EXEC_MARKER_VARIABLE = "DOCKER_RUNNER_EXEC_TOKEN"
-READ_BYTES = 64 * 1024
 EXIT_CODE_WAIT_SECONDS = 5.0
 
 # Kills every process whose environment holds the marker, until a pass finds none. Busybox-safe.
@@ -77,15 +74,6 @@ def logged_to_pid1(cmd: list[str]) -> list[str]:
     return ["/bin/sh", "-c", _PID1_TEE_SCRIPT, "docker-runner-pid1", *cmd]
 
 
-class Ending(enum.Enum):
-    """How a run ended; the values are the metric's outcome labels."""
-
-    EXITED = "exited"
-    TIMEOUT = "timeout"
-    IDLE_TIMEOUT = "idle_timeout"
-    CANCELLED = "cancelled"
-
-
 @dataclass(frozen=True)
 class ExecSpec:
     container_id: str
@@ -114,37 +102,6 @@ class ExecOutcome:
     killed: bool = False
 
 
-class Canceller:
-    """Wakes a blocking exec loop from another thread; the loop selects on ``fileno()``.
-
-    ``cancel`` after ``close`` does nothing: the descriptor number may already belong to
-    another file by then."""
-
-    def __init__(self) -> None:
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._write_fd, False)
-        self._lock = threading.Lock()
-        self._closed = False
-        self.cancelled = False
-
-    def fileno(self) -> int:
-        return self._read_fd
-
-    def cancel(self) -> None:
-        with self._lock:
-            if self.cancelled or self._closed:
-                return
-            self.cancelled = True
-            os.write(self._write_fd, b"x")
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                os.close(self._read_fd)
-                os.close(self._write_fd)
-
-
 def kill_marked_processes(api: APIClient, container_id: str, marker: str) -> bool:
     """Kill every process of the container that carries ``marker``; True when none is left."""
     try:
@@ -157,23 +114,6 @@ def kill_marked_processes(api: APIClient, container_id: str, marker: str) -> boo
     if exit_code != 0:
         log.warning("kill exec in %s ended with %s", container_id[:12], exit_code)
     return exit_code == 0
-
-
-def raw_socket(stream: Any) -> socket.socket:
-    return stream._sock if hasattr(stream, "_sock") else stream  # type: ignore[no-any-return]
-
-
-def take_buffered(stream: Any, raw: socket.socket) -> bytes:
-    """Bytes the HTTP layer already read past the upgrade's headers, which the raw socket will not see again."""
-    try:
-        reader = stream._response.raw._fp.fp
-    except AttributeError:
-        return b""
-    raw.setblocking(False)
-    try:
-        return reader.read1(READ_BYTES) or b""
-    except (BlockingIOError, OSError, ValueError):
-        return b""
 
 
 def wait_exit_code(api: APIClient, exec_id: str) -> int | None:
@@ -204,47 +144,18 @@ class _OutputSink:
             (self.stderr if stream == STDERR else self.stdout).append(payload)
 
 
-def _pump(raw: socket.socket, spec: ExecSpec, sink: _OutputSink, cancel: Canceller, started: float) -> Ending:
+def _relay(raw: socket.socket, spec: ExecSpec, sink: _OutputSink, cancel: Canceller) -> Ending:
     """Relay stdin and output until the process ends, a bound passes, or a cancel arrives."""
-    total_deadline = started + spec.timeout_ms / 1000 if spec.timeout_ms > 0 else float("inf")
-    idle_seconds = spec.idle_timeout_ms / 1000 if spec.idle_timeout_ms > 0 else float("inf")
-    idle_deadline = started + idle_seconds
-    stdin = memoryview(spec.stdin) if spec.stdin is not None else None
-    sent = 0
-    if stdin is not None and len(stdin) == 0:
-        raw.shutdown(socket.SHUT_WR)
-        stdin = None
-    while True:
-        now = time.monotonic()
-        if now >= total_deadline:
-            return Ending.TIMEOUT
-        if now >= idle_deadline:
-            return Ending.IDLE_TIMEOUT
-        ready = wait_for(raw, cancel.fileno(), stdin is not None, min(total_deadline, idle_deadline) - now)
-        if ready.cancelled:
-            return Ending.CANCELLED
-        if ready.writable and stdin is not None:
-            try:
-                sent += raw.send(stdin[sent : sent + READ_BYTES])
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:  # the process went away without reading its input
-                sent = len(stdin)
-            if sent >= len(stdin):
-                stdin = None
-                with contextlib.suppress(OSError):
-                    raw.shutdown(socket.SHUT_WR)
-        if ready.readable:
-            try:
-                data = raw.recv(READ_BYTES)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                return Ending.EXITED
-            if not data:
-                return Ending.EXITED
-            sink.feed(data)
-            idle_deadline = time.monotonic() + idle_seconds
+    pump = Pump(
+        raw,
+        spec.stdin,
+        cancel_fd=cancel.fileno(),
+        timeout_seconds=spec.timeout_ms / 1000 if spec.timeout_ms > 0 else math.inf,
+        idle_seconds=spec.idle_timeout_ms / 1000 if spec.idle_timeout_ms > 0 else math.inf,
+    )
+    for chunk in pump:
+        sink.feed(chunk)
+    return pump.ending
 
 
 def _close(stream: Any, raw: socket.socket) -> None:
@@ -276,8 +187,7 @@ def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller) -> ExecOutcome:
     killed = False
     try:
         sink.feed(take_buffered(stream, raw))
-        raw.setblocking(False)
-        ending = _pump(raw, spec, sink, cancel, started)
+        ending = _relay(raw, spec, sink, cancel)
     except BaseException:
         _close(stream, raw)
         kill_marked_processes(api, spec.container_id, marker)  # a started command never outlives its run

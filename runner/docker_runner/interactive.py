@@ -23,8 +23,9 @@ import anyio.to_thread
 from .blocking_stream import BlockingStream
 from .engine import APIClient, Engine, StreamLease, container_running
 from .errors import ApiError, Kind
-from .exec_run import EXEC_MARKER_VARIABLE, kill_marked_processes, raw_socket, shell_command, take_buffered
+from .exec_run import EXEC_MARKER_VARIABLE, kill_marked_processes, shell_command
 from .logs import parse_bool
+from .sockets import raw_socket, take_buffered
 
 READ_BYTES = 256 * 1024  # bigger frames: less per-frame cost on floods; memory stays bounded (8 in flight)
 TTY_EOF = b"\x04"  # the terminal's end-of-file character (VEOF, ^D)

@@ -34,12 +34,13 @@ from .blocking_stream import BlockingStream
 from .container_spec import INSTANCE_LABEL
 from .engine import APIClient, Engine, remove_if_present, wait_exit
 from .errors import ApiError, Kind, internal_error, shutting_down
-from .job_attach import create_attached, exchange, shutdown_socket
+from .job_attach import create_attached
 from .job_events import EventBuffer, OutputLines, classify, encode
 from .metrics import Metrics
-from .oneshot import Attached
 from .policy import CreateChecker
+from .pump import Pump
 from .settings import Settings
+from .sockets import Attached
 
 log = logging.getLogger("docker_runner.jobs")
 
@@ -322,9 +323,7 @@ class JobManager:
 
     async def _read(self, job: Job, attached: Attached, payload: bytes) -> None:
         """Write the input, then relay the output as events until the container closes it."""
-        stream = BlockingStream(
-            exchange(attached.socket, payload), lambda: shutdown_socket(attached.socket), self._engine.stream_limiter
-        )
+        stream = BlockingStream(iter(Pump(attached.socket, payload)), attached.shutdown, self._engine.stream_limiter)
         lines = OutputLines(self._settings.job_max_line_bytes)
         try:
             while (chunk := await stream.receive()) is not None:

@@ -12,23 +12,20 @@ The image needs ``sh`` and ``base64`` (busybox, coreutils).
 from __future__ import annotations
 
 import base64
-import contextlib
+import math
 import re
 import shlex
-import socket
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from .demux import STDERR, FrameDemuxer
-from .engine import APIClient
-from .exec_run import Canceller, raw_socket
 from .output_buffer import TailBuffer
-from .socket_wait import wait_for
+from .pump import Ending, Pump
+from .sockets import Attached, Canceller
 
 BOOTSTRAP = 'IFS= read -r line && eval "$(printf %s "$line" | base64 -d)"'
-READ_BYTES = 64 * 1024
 _MARKER = re.compile(rb"\n__docker_runner_exit_([0-9a-f]{32}):(\d+)\n")
 MARKER_RESERVE = 64  # bytes of stdout held back in case a marker is being cut
 
@@ -58,24 +55,6 @@ def script_for(command: str | list[str], workdir: str | None) -> tuple[str, str]
     marker = f"'\\n__docker_runner_exit_%s:%d\\n' {token} $code"
     script = f"( {cd}{line}\n)\ncode=$?\nprintf {marker}\nprintf {marker} >&2\n"
     return script, token
-
-
-class Attached:
-    """The attach stream of a bootstrap container, opened before the run is known."""
-
-    def __init__(self, api: APIClient, container_id: str) -> None:
-        self.container_id = container_id
-        params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-        self._stream: Any = api.attach_socket(container_id, params=params)
-        self.socket = raw_socket(self._stream)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.socket.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(Exception):
-            self._stream.close()
-        with contextlib.suppress(OSError):
-            self.socket.close()
 
 
 @dataclass
@@ -153,66 +132,26 @@ def run(
 ) -> RunResult:
     """Send the script (and stdin) and read until the exit marker, a timeout or a cancel."""
     started = time.monotonic()
-    deadline = started + timeout_ms / 1000 if timeout_ms > 0 else float("inf")
-    raw = attached.socket
-    raw.setblocking(True)
-    raw.sendall(base64.b64encode(script.encode()) + b"\n")
-    # the process may not read its input: written from here only while it keeps reading
-    pending = memoryview(stdin or b"")
-    raw.setblocking(False)
-    if not pending:
-        with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_WR)
+    # the bootstrap reads the script's line, then the rest is the script's stdin
+    pump = Pump(
+        attached.socket,
+        base64.b64encode(script.encode()) + b"\n" + (stdin or b""),
+        cancel_fd=cancel.fileno(),
+        timeout_seconds=timeout_ms / 1000 if timeout_ms > 0 else math.inf,
+    )
     output = RunOutput(token, max_output_bytes)
-    timed_out = cancelled = False
-    while not output.done:
-        wait = deadline - time.monotonic()
-        if wait <= 0:
-            timed_out = True
+    for chunk in pump:
+        output.feed(chunk)
+        if output.done:
             break
-        ready = wait_for(raw, cancel.fileno(), bool(pending), wait)
-        if ready.cancelled:
-            cancelled = True
-            break
-        if ready.writable:
-            pending = _write_some(raw, pending)
-        if ready.readable:
-            data = _read_some(raw)
-            if data == b"":
-                break  # the container ended without a marker: it was killed, or died
-            if data:
-                output.feed(data)
+    # the stream ending without a marker: the container was killed, or died
     output.finish()
     return RunResult(
         exit_code=output.exit_code,
         stdout=output.stdout.text.text(),
         stderr=output.stderr.text.text(),
         truncated=output.stdout.text.truncated or output.stderr.text.truncated,
-        timed_out=timed_out,
-        cancelled=cancelled,
+        timed_out=pump.ending is Ending.TIMEOUT,
+        cancelled=pump.ending is Ending.CANCELLED,
         elapsed_ms=int((time.monotonic() - started) * 1000),
     )
-
-
-def _write_some(raw: socket.socket, pending: memoryview) -> memoryview:
-    try:
-        sent = raw.send(pending[:READ_BYTES])
-    except (BlockingIOError, InterruptedError):
-        return pending
-    except OSError:
-        return memoryview(b"")  # the script ended without reading its input
-    pending = pending[sent:]
-    if not pending:
-        with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_WR)
-    return pending
-
-
-def _read_some(raw: socket.socket) -> bytes | None:
-    """Bytes read; b"" at the end of the stream; None when nothing was there after all."""
-    try:
-        return raw.recv(READ_BYTES)
-    except (BlockingIOError, InterruptedError):
-        return None
-    except OSError:
-        return b""

@@ -24,6 +24,7 @@ from .errors import ApiError, Kind
 from .metrics import Metrics
 from .policy import CreateChecker
 from .pool_config import PoolConfig, PoolError
+from .sockets import Attached
 
 log = logging.getLogger("docker_runner.pool")
 
@@ -45,7 +46,7 @@ def pool_exhausted(image: str, waited_ms: int) -> ApiError:
 @dataclass
 class Pooled:
     container_id: str
-    attached: oneshot.Attached
+    attached: Attached
     created_at: float = field(default_factory=time.monotonic)
     idle_since: float = field(default_factory=time.monotonic)
 
@@ -319,7 +320,7 @@ def start_attached(api: APIClient, body: dict[str, Any]) -> Pooled:
     container_id = str(created["Id"])
     try:
         api.start(container_id)
-        return Pooled(container_id, oneshot.Attached(api, container_id))
+        return Pooled(container_id, Attached(api, container_id))
     except BaseException:
         remove_if_present(api, container_id)
         raise

@@ -17,9 +17,9 @@ from .disconnect import run_cancellable
 from .draining import Draining
 from .engine import APIClient, Engine, remove_if_present
 from .errors import ApiError, Kind, shutting_down
-from .exec_run import Canceller
 from .policy import CreateChecker
 from .pool import ONESHOT_LABEL, Pool, Pooled, PoolManager, start_attached
+from .sockets import Canceller
 
 log = logging.getLogger("docker_runner.workloads")
 

@@ -13,10 +13,11 @@ from litestar.params import JSONBody
 from ..container_spec import NonEmptyStr
 from ..disconnect import run_cancellable, watch_disconnect
 from ..errors import ApiError, Kind, shutting_down, validation_error
-from ..exec_run import Ending, ExecOutcome, ExecSpec, run_exec, shell_command
+from ..exec_run import ExecOutcome, ExecSpec, run_exec, shell_command
 from ..metrics import Metrics
 from ..observe import note
 from ..openapi import errors
+from ..pump import Ending
 from ..runtime import RuntimeDep
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
