@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import IO
 
-import anyio.to_thread
 import requests
 
 from .engine import Engine, open_archive_response
+from .threads import in_thread
 
 STAT_HEADER = "x-docker-container-path-stat"
 CHUNK_BYTES = 256 * 1024
@@ -33,7 +33,7 @@ class ArchiveDownload:
         return chunk
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while chunk := await anyio.to_thread.run_sync(self._read, limiter=self._engine.stream_limiter):
+        while chunk := await in_thread(self._read, limiter=self._engine.stream_limiter):
             yield chunk
 
     async def __aenter__(self) -> ArchiveDownload:

@@ -14,8 +14,9 @@ from types import TracebackType
 
 import anyio
 import anyio.from_thread
-import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .threads import in_thread
 
 CLOSE_WAIT_SECONDS = 5
 
@@ -40,7 +41,7 @@ class BlockingStream:
 
     async def _read(self, chunks: Iterator[bytes], limiter: anyio.CapacityLimiter) -> None:
         try:
-            await anyio.to_thread.run_sync(self._pump, chunks, limiter=limiter, abandon_on_cancel=True)
+            await in_thread(self._pump, chunks, limiter=limiter, abandon_on_cancel=True)
         except Exception as exc:
             self.error = exc
         finally:

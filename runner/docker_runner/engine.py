@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
-import anyio.to_thread
 import docker
 import docker.errors
 import requests
@@ -34,6 +33,7 @@ from docker.utils import kwargs_from_env
 from .blocking_stream import BlockingStream
 from .errors import ApiError, Kind, docker_unavailable, from_engine
 from .settings import Settings
+from .threads import in_thread
 
 T = TypeVar("T")
 log = logging.getLogger("docker_runner.engine")
@@ -287,7 +287,7 @@ class Engine:
 
     async def run(self, fn: Callable[[APIClient], T]) -> T:
         """A short blocking engine call, off the event loop."""
-        return await anyio.to_thread.run_sync(self._call, fn, limiter=self.short_limiter)
+        return await in_thread(self._call, fn, limiter=self.short_limiter)
 
     async def run_stream(self, fn: Callable[[APIClient], T], on_cancel: Callable[[], None] | None = None) -> T:
         """A long blocking call (an exec run, an archive stream), off the event loop on its own budget.
@@ -295,12 +295,16 @@ class Engine:
         With ``on_cancel``, a cancelled caller does not wait for the thread: ``on_cancel`` tells
         the thread to wind down (kill its exec, close its stream) and the caller moves on."""
         if on_cancel is None:
-            return await anyio.to_thread.run_sync(self._call, fn, limiter=self.stream_limiter)
+            return await in_thread(self._call, fn, limiter=self.stream_limiter)
         try:
-            return await anyio.to_thread.run_sync(self._call, fn, limiter=self.stream_limiter, abandon_on_cancel=True)
+            return await in_thread(self._call, fn, limiter=self.stream_limiter, abandon_on_cancel=True)
         except anyio.get_cancelled_exc_class():
             on_cancel()
             raise
+
+    async def run_blocking(self, fn: Callable[[], T]) -> T:
+        """Blocking work that is no engine call (a patch rewritten on disk), on the long budget."""
+        return await in_thread(fn, limiter=self.stream_limiter)
 
     def lease_stream(self) -> StreamLease:
         """A token of the long-stream budget for a stream's life, or 503 ``too_many_streams`` now."""
@@ -308,7 +312,7 @@ class Engine:
 
     async def run_leased(self, lease: StreamLease, fn: Callable[[APIClient], T]) -> T:
         """A blocking engine call of a leased stream (its opening), on the stream's own threads."""
-        return await anyio.to_thread.run_sync(self._call, fn, limiter=lease.threads)
+        return await in_thread(self._call, fn, limiter=lease.threads)
 
     async def describe(self) -> str:
         """``engine 20.10.24 (API 1.41)``, or why the engine does not answer (for the start-up line)."""

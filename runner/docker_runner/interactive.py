@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import anyio
-import anyio.to_thread
 
 from .blocking_stream import BlockingStream
 from .engine import APIClient, Engine, StreamLease, container_running
@@ -26,6 +25,7 @@ from .errors import ApiError, Kind
 from .exec_run import EXEC_MARKER_VARIABLE, kill_marked_processes, shell_command
 from .logs import parse_bool
 from .sockets import raw_socket, take_buffered
+from .threads import in_thread
 
 READ_BYTES = 256 * 1024  # bigger frames: less per-frame cost on floods; memory stays bounded (8 in flight)
 TTY_EOF = b"\x04"  # the terminal's end-of-file character (VEOF, ^D)
@@ -175,7 +175,7 @@ class InteractiveExec:
             await self._send(data)
 
     async def _send(self, data: bytes) -> None:
-        await anyio.to_thread.run_sync(self._raw.sendall, data, limiter=self._threads)
+        await in_thread(self._raw.sendall, data, limiter=self._threads)
 
     async def close_stdin(self) -> None:
         """The process sees the end of its input (see the module's docstring for a tty)."""

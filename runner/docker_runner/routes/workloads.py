@@ -8,7 +8,6 @@ import io
 import json
 from typing import IO, Annotated, Any
 
-import anyio.to_thread
 import msgspec
 from litestar import Request, get, post, put
 from litestar.params import JSONBody, QueryParameter
@@ -128,7 +127,7 @@ async def _run_test(
     workdir = body.workdir or DEFAULT_WORKDIR
     removals = checked_removals("removePaths", body.remove_paths or [])
     limit = runtime.settings.max_patch_bytes
-    rooted = await anyio.to_thread.run_sync(lambda: rewrite_patch(patch, workdir, field, limit))
+    rooted = await runtime.engine.run_blocking(lambda: rewrite_patch(patch, workdir, field, limit))
     timeout_ms = DEFAULT_TEST_TIMEOUT_MS if body.timeout_ms is None else body.timeout_ms
     script, token = oneshot.script_for(body.test_cmd or runtime.settings.test_cmd, None)
     try:
