@@ -10,6 +10,16 @@ from .engine_fields import normalize_create_body
 
 MANAGED_LABEL = "dev.docker-runner.managed"
 TTL_LABEL = "dev.docker-runner.ttl-seconds"
+# a main process fed through the container's attach stream (bootstrap and job containers): stdin
+# open and attached once, so that its end is the process's EOF; no tty, so the output stays framed
+STDIN_ATTACHED: dict[str, bool] = {
+    "OpenStdin": True,
+    "StdinOnce": True,
+    "AttachStdin": True,
+    "AttachStdout": True,
+    "AttachStderr": True,
+    "Tty": False,
+}
 INSTANCE_LABEL = "dev.docker-runner.instance"
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from .container_spec import ContainerOpts, NonEmptyStr, Resources, build_create_body
+from .container_spec import STDIN_ATTACHED, ContainerOpts, NonEmptyStr, Resources, build_create_body
 from .errors import validation_error
 from .settings import SECRET_PREFIX, Settings
 from .units import parse_cpus, parse_gpus, parse_memory
@@ -108,15 +108,6 @@ def build_job_body(request: JobRequest, job_id: str, settings: Settings) -> dict
         resources=_resources(request, settings),
     )
     body = build_create_body(opts, settings.instance)
-    body.update(
-        {
-            "OpenStdin": True,
-            "StdinOnce": True,
-            "AttachStdin": True,
-            "AttachStdout": True,
-            "AttachStderr": True,
-            "Tty": False,
-        }
-    )
+    body.update(STDIN_ATTACHED)
     body["HostConfig"]["MemorySwap"] = body["HostConfig"]["Memory"]
     return body

@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from .container_spec import STDIN_ATTACHED
 from .demux import STDERR, FrameDemuxer
 from .output_buffer import TailBuffer
 from .pump import Ending, Pump
@@ -36,12 +37,7 @@ def bootstrap_config(body: dict[str, Any]) -> dict[str, Any]:
         **body,
         "Entrypoint": ["/bin/sh", "-c", BOOTSTRAP],
         "Cmd": [],
-        "OpenStdin": True,
-        "StdinOnce": True,
-        "AttachStdin": True,
-        "AttachStdout": True,
-        "AttachStderr": True,
-        "Tty": False,
+        **STDIN_ATTACHED,
     }
 
 

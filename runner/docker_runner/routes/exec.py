@@ -101,18 +101,18 @@ class ExecRunAnswer(msgspec.Struct, rename="camel"):
 
 
 def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
-    if outcome.ending is Ending.TIMEOUT:
-        raise ApiError(
-            Kind.TIMEOUT,
-            "exec_timeout",
-            f"Exec timed out after {spec.timeout_ms}ms",
-            details={"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed},
+    if outcome.ending in (Ending.TIMEOUT, Ending.IDLE_TIMEOUT):
+        idle = outcome.ending is Ending.IDLE_TIMEOUT
+        # the texts the TypeScript client matches on
+        message = (
+            f"Exec idle timed out after {spec.idle_timeout_ms}ms"
+            if idle
+            else f"Exec timed out after {spec.timeout_ms}ms"
         )
-    if outcome.ending is Ending.IDLE_TIMEOUT:
         raise ApiError(
             Kind.TIMEOUT,
-            "exec_idle_timeout",
-            f"Exec idle timed out after {spec.idle_timeout_ms}ms",
+            "exec_idle_timeout" if idle else "exec_timeout",
+            message,
             details={"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed},
         )
     return ExecRunAnswer(
