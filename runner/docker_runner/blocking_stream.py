@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 
 import anyio
@@ -79,3 +79,14 @@ class BlockingStream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+async def chunks_or_pings(stream: BlockingStream, ping_seconds: float) -> AsyncIterator[bytes | None]:
+    """The stream's chunks, with None whenever ``ping_seconds`` pass without one; ends with the stream."""
+    while True:
+        chunk: bytes | None = b""
+        with anyio.move_on_after(ping_seconds):
+            chunk = await stream.receive()
+        if chunk is None:
+            return
+        yield chunk or None

@@ -4,16 +4,15 @@ shutdown whose grace runs out, or the request's own cancellation."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TypeVar
-
-from litestar.types import Receive
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from .draining import Draining
 from .engine import APIClient, Engine
 from .sockets import Canceller
 
 T = TypeVar("T")
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]  # an ASGI receive
 
 
 async def _cancel_on_disconnect(receive: Receive, canceller: Canceller) -> None:

@@ -11,10 +11,8 @@ import re
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from litestar.response.sse import ServerSentEventMessage
-
 from . import sse
-from .blocking_stream import BlockingStream
+from .blocking_stream import BlockingStream, chunks_or_pings
 from .engine import Engine, open_leased_stream
 from .errors import validation_error
 from .ndjson import LineSplitter
@@ -84,7 +82,7 @@ async def subscribe(
     return await open_leased_stream(engine, "/events", params)
 
 
-def _event_frame(line: bytes, resume_after: int | None) -> ServerSentEventMessage | None:
+def _event_frame(line: bytes, resume_after: int | None) -> sse.Frame | None:
     try:
         event = json.loads(line)
     except ValueError:
@@ -99,10 +97,10 @@ def _event_frame(line: bytes, resume_after: int | None) -> ServerSentEventMessag
 
 async def frames(
     stream: BlockingStream, resume_after: int | None, ping_seconds: float
-) -> AsyncGenerator[ServerSentEventMessage, None]:
+) -> AsyncGenerator[sse.Frame, None]:
     splitter = LineSplitter()
     try:
-        async for chunk in sse.chunks_or_pings(stream, ping_seconds):
+        async for chunk in chunks_or_pings(stream, ping_seconds):
             if chunk is None:
                 yield sse.ping()
                 continue

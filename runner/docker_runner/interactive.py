@@ -23,9 +23,9 @@ from .blocking_stream import BlockingStream
 from .engine import APIClient, Engine, StreamLease, container_running
 from .errors import ApiError, Kind
 from .exec_run import EXEC_MARKER_VARIABLE, kill_marked_processes, shell_command
-from .logs import parse_bool
 from .sockets import raw_socket, take_buffered
 from .threads import in_thread
+from .units import parse_flag
 
 READ_BYTES = 256 * 1024  # bigger frames: less per-frame cost on floods; memory stays bounded (8 in flight)
 TTY_EOF = b"\x04"  # the terminal's end-of-file character (VEOF, ^D)
@@ -52,6 +52,13 @@ def _parse_env(raw: str | None) -> dict[str, str]:
     if isinstance(value, list) and all(isinstance(item, str) and "=" in item for item in value):
         return dict(item.split("=", 1) for item in value)
     raise invalid_query("env must map names to strings, or list NAME=value strings")
+
+
+def _flag(query: Mapping[str, str], name: str, default: bool) -> bool:
+    try:
+        return parse_flag(query.get(name), default)
+    except ValueError as exc:
+        raise invalid_query(f"{name}: {exc}") from None
 
 
 def _parse_command(raw: str | None) -> list[str]:
@@ -83,17 +90,12 @@ class ExecQuery:
         container_id = query.get("containerId") or ""
         if not container_id:
             raise invalid_query("containerId is required")
-        try:
-            tty = parse_bool("tty", query.get("tty"), False)
-            demux = parse_bool("demux", query.get("demux"), True)
-        except ApiError as error:
-            raise invalid_query(error.message) from None
         return cls(
             container_id=container_id,
             command=_parse_command(query.get("command")),
             workdir=query.get("workdir") or None,
-            tty=tty,
-            demux=demux,
+            tty=_flag(query, "tty", False),
+            demux=_flag(query, "demux", True),
             env=_parse_env(query.get("env")),
         )
 

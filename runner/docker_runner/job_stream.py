@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-from litestar.response.sse import ServerSentEventMessage
-
 from . import sse
 from .errors import validation_error
 from .jobs import Job
@@ -27,7 +25,7 @@ def resume_point(after: int, last_seq: int) -> int:
     return max(0, last_seq - 1) if after > last_seq else after
 
 
-async def frames(job: Job, after: int, ping_seconds: float) -> AsyncGenerator[ServerSentEventMessage, None]:
+async def frames(job: Job, after: int, ping_seconds: float) -> AsyncGenerator[sse.Frame, None]:
     """The job's events after ``after`` (a ``dropped`` frame first for those no longer held), live
     ones as they happen, ``: ping`` while quiet; ends after the final ``job_update``."""
     cursor = resume_point(after, job.events.last_seq)
@@ -36,7 +34,7 @@ async def frames(job: Job, after: int, ping_seconds: float) -> AsyncGenerator[Se
         if missed:
             yield sse.frame({"type": "dropped", "dropped": missed})
         for event in events:
-            yield ServerSentEventMessage(data=event.data, id=str(event.seq), sep=sse.SEPARATOR)
+            yield sse.encoded(event.data, str(event.seq))
             cursor = event.seq
         if job.ended and cursor >= job.events.last_seq:
             return

@@ -7,27 +7,21 @@ import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from litestar.response.sse import ServerSentEventMessage
-
 from . import sse
-from .blocking_stream import BlockingStream
+from .blocking_stream import BlockingStream, chunks_or_pings
 from .demux import STDERR, FrameDemuxer
 from .engine import Engine, container_path, open_leased_stream
 from .errors import validation_error
+from .units import parse_flag
 
 _TIMESTAMP = re.compile(r"^\d{1,12}(\.\d{1,9})?$")
 
 
 def parse_bool(name: str, value: str | None, default: bool) -> bool:
-    """true/false/1/0; a literal ``false`` means false."""
-    if value is None or value == "":
-        return default
-    lowered = value.strip().lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise validation_error(name, "must be true, false, 1 or 0")
+    try:
+        return parse_flag(value, default)
+    except ValueError as exc:
+        raise validation_error(name, str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -80,17 +74,15 @@ async def open_logs(engine: Engine, container_id: str, query: LogQuery) -> Block
     return await open_leased_stream(engine, container_path(container_id, "logs"), query.params())
 
 
-def _chunk(stream_name: str, data: bytes) -> ServerSentEventMessage:
+def _chunk(stream_name: str, data: bytes) -> sse.Frame:
     return sse.frame({"type": "chunk", "data": base64.b64encode(data).decode("ascii"), "stream": stream_name})
 
 
-async def frames(
-    stream: BlockingStream, tty: bool, ping_seconds: float
-) -> AsyncGenerator[ServerSentEventMessage, None]:
+async def frames(stream: BlockingStream, tty: bool, ping_seconds: float) -> AsyncGenerator[sse.Frame, None]:
     """Chunks as they come (a tty's output is all stdout), then ``end`` when the read is complete."""
     demuxer = None if tty else FrameDemuxer()
     try:
-        async for chunk in sse.chunks_or_pings(stream, ping_seconds):
+        async for chunk in chunks_or_pings(stream, ping_seconds):
             if chunk is None:
                 yield sse.ping()
             elif demuxer is None:

@@ -1,60 +1,33 @@
-"""Server-sent events framing (PROTOCOL 4): ``data: <JSON>`` frames separated by ``\\n`` only,
-``id:`` lines for resuming, and a ``: ping`` comment whenever a stream has been quiet for a while."""
+"""Server-sent event frames (docs/protocol.md, section on SSE), as data: each frame a JSON text with
+an optional ``id`` for resuming, or a ``: ping`` comment that keeps a quiet stream open. Pure: the
+HTTP layer (``http_sse.py``) writes them with ``\\n`` separators only."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
-import anyio
-from litestar.response import ServerSentEvent
-from litestar.response.sse import ServerSentEventMessage
-from prometheus_client import Gauge
 
-from .blocking_stream import BlockingStream
-
-SEPARATOR = "\n"  # existing clients split frames on "\n\n": Litestar's default "\r\n" would break them
-HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+@dataclass(frozen=True)
+class Frame:
+    data: str | None  # the JSON text of the frame; None for a comment
+    id: str | None = None
+    comment: str | None = None
 
 
-def frame(payload: dict[str, Any], event_id: str | None = None) -> ServerSentEventMessage:
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return ServerSentEventMessage(data=data, id=event_id, sep=SEPARATOR)
+def encoded(data: str, event_id: str | None = None) -> Frame:
+    """A frame of JSON text encoded already (a job's events are encoded once, when they happen)."""
+    return Frame(data=data, id=event_id)
 
 
-def ping() -> ServerSentEventMessage:
-    # data=None: with the default "" a browser's EventSource would fire an empty message
-    return ServerSentEventMessage(comment="ping", data=None, sep=SEPARATOR)
+def frame(payload: dict[str, Any], event_id: str | None = None) -> Frame:
+    return encoded(json.dumps(payload, separators=(",", ":"), ensure_ascii=False), event_id)
 
 
-def error_frame(message: str) -> ServerSentEventMessage:
+def ping() -> Frame:
+    return Frame(data=None, comment="ping")
+
+
+def error_frame(message: str) -> Frame:
     return frame({"type": "error", "message": message})
-
-
-async def chunks_or_pings(stream: BlockingStream, ping_seconds: float) -> AsyncIterator[bytes | None]:
-    """The stream's chunks, with None whenever ``ping_seconds`` pass without one; ends with the stream."""
-    while True:
-        chunk: bytes | None = b""
-        with anyio.move_on_after(ping_seconds):
-            chunk = await stream.receive()
-        if chunk is None:
-            return
-        yield chunk or None
-
-
-async def counted(
-    frames: AsyncGenerator[ServerSentEventMessage, None], gauge: Gauge
-) -> AsyncIterator[ServerSentEventMessage]:
-    """The frames, with ``gauge`` counting the stream as open while it is."""
-    gauge.inc()
-    try:
-        async for message in frames:
-            yield message
-    finally:
-        gauge.dec()
-        await frames.aclose()  # now, not whenever the generator is collected: it holds an engine stream
-
-
-def response(frames: AsyncIterator[ServerSentEventMessage]) -> ServerSentEvent:
-    return ServerSentEvent(frames, headers=dict(HEADERS))

@@ -1,4 +1,4 @@
-"""Sizes and counts as people write them (``512m``, ``1.5`` CPUs, ``all`` GPUs), parsed (pure).
+"""Sizes, counts and flags as people write them (``512m``, ``1.5`` CPUs, ``all`` GPUs, ``true``), parsed (pure).
 
 Shared by the settings (the job defaults) and the job requests; each parser raises ``ValueError``
 with a message its caller prefixes with the variable or field it read.
@@ -66,3 +66,15 @@ def parse_gpus(value: str | Iterable[str] | None) -> Gpus:
     if any(not item or item.lower() in ("all", "none") for item in ids):
         raise ValueError('must be "all", "none" or device ids such as "0,1"')
     return ids
+
+
+def parse_flag(value: str | None, default: bool) -> bool:
+    """``true``/``false``/``1``/``0`` (a literal ``false`` means false); absent or empty: ``default``."""
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ValueError("must be true, false, 1 or 0")

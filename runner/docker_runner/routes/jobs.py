@@ -9,14 +9,13 @@ from litestar import Request, delete, get, post
 from litestar.params import HeaderParameter, JSONBody, PathParameter
 from litestar.response import ServerSentEvent
 
-from .. import job_stream, sse
+from .. import http_sse, job_stream
 from ..auth import TICKETS_ACCEPTED
 from ..job_spec import JobRequest
 from ..jobs import JobAnswer
 from ..observe import note
 from ..openapi import errors
 from ..runtime import RuntimeDep
-from ..sse import counted
 
 JobId = Annotated[str, PathParameter(min_length=1)]
 SSE_MEDIA_TYPE = "text/event-stream"
@@ -67,7 +66,7 @@ async def job_events(
     after = job_stream.parse_last_event_id(last_event_id)
     job = runtime.jobs.get(job_id)
     frames = job_stream.frames(job, after, runtime.settings.sse_ping_ms / 1000)
-    return sse.response(counted(frames, runtime.metrics.sse_subscribers.labels(stream="jobs")))
+    return http_sse.response(frames, runtime.metrics.sse_subscribers.labels(stream="jobs"))
 
 
 ROUTES = [submit_job, list_jobs, get_job, cancel_job, job_events]

@@ -10,7 +10,7 @@ from litestar import Litestar, Request, get, post
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent
 
-from .. import events, logs, sse
+from .. import events, http_sse, logs
 from ..auth import TICKETS_ACCEPTED
 from ..container_spec import NonEmptyStr
 from ..containers import inspect
@@ -18,7 +18,6 @@ from ..errors import validation_error
 from ..observe import at_request_end, note
 from ..openapi import errors
 from ..runtime import RuntimeDep
-from ..sse import counted
 from ..tickets import DEFAULT_TTL_MS, MAX_TTL_MS, TICKET_PARAMETER
 
 OptionalQuery = Annotated[str | None, QueryParameter()]
@@ -52,7 +51,7 @@ async def events_sse(
     )
     at_request_end(request.scope, stream.aclose)
     frames = events.frames(stream, resume_after, runtime.settings.sse_ping_ms / 1000)
-    return sse.response(counted(frames, runtime.metrics.sse_subscribers.labels(stream="events")))
+    return http_sse.response(frames, runtime.metrics.sse_subscribers.labels(stream="events"))
 
 
 @get(
@@ -80,7 +79,7 @@ async def logs_sse(
     stream = await logs.open_logs(runtime.engine, str(document["Id"]), query)
     at_request_end(request.scope, stream.aclose)
     frames = logs.frames(stream, tty, runtime.settings.sse_ping_ms / 1000)
-    return sse.response(counted(frames, runtime.metrics.sse_subscribers.labels(stream="logs")))
+    return http_sse.response(frames, runtime.metrics.sse_subscribers.labels(stream="logs"))
 
 
 class TicketRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
