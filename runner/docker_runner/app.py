@@ -11,14 +11,15 @@ from litestar import Litestar
 from litestar.di import Provide
 
 from . import workloads as one_shot
-from .auth import AuthMiddleware
+from .http_auth import AuthMiddleware
 from .http_errors import exception_handlers
+from .http_runtime import provide_runtime
 from .observe import RequestObserver
 from .openapi import openapi_config, openapi_document
 from .reaper import reap_forever
 from .routes import archives, containers, exec, health, images, interactive, jobs, metrics, streams, workloads
 from .routes.ui import ROUTES as UI_ROUTES
-from .runtime import Runtime, provide_runtime
+from .runtime import Runtime
 from .settings import Settings
 
 log = logging.getLogger("docker_runner")

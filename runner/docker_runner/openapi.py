@@ -21,7 +21,7 @@ from litestar.openapi.spec import (
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from . import __version__
-from .auth import OPEN_ROUTE
+from .http_auth import OPEN_ROUTE
 
 
 class ErrorDetail(msgspec.Struct):

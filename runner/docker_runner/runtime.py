@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from litestar.datastructures import State
-from litestar.di import NamedDependency
-
 from .auth import NonceCache
 from .container_spec import MANAGED_LABEL
 from .draining import Draining
@@ -85,12 +82,3 @@ def _engine_status(error: ApiError) -> str:
     if error.code == "docker_unavailable":
         return "unavailable"
     return str(error.details.get("dockerStatus") or error.status)
-
-
-def provide_runtime(state: State) -> Runtime:
-    runtime: Runtime = state.runtime
-    return runtime
-
-
-# How handlers ask for it: by the parameter name ``runtime``.
-RuntimeDep = NamedDependency[Runtime]

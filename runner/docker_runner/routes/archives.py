@@ -14,12 +14,12 @@ from litestar.response import Stream
 from litestar.types import Scope
 
 from .. import archives
-from ..auth import STREAMED_BODY, spooled_body
 from ..container_spec import NonEmptyStr
 from ..errors import validation_error
+from ..http_auth import STREAMED_BODY, spooled_body
+from ..http_runtime import RuntimeDep
 from ..observe import at_request_end, note
 from ..openapi import TarDownload, TarUpload, errors
-from ..runtime import RuntimeDep
 
 PathQuery = Annotated[str, QueryParameter(name="path", min_length=1)]
 

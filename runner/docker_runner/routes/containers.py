@@ -12,9 +12,9 @@ from litestar.types import Scope
 from .. import containers
 from ..container_spec import ContainerOpts, NonEmptyStr, build_create_body
 from ..errors import validation_error
+from ..http_runtime import RuntimeDep
 from ..observe import note
 from ..openapi import errors
-from ..runtime import RuntimeDep
 
 ContainerIdQuery = Annotated[str, QueryParameter(name="containerId", min_length=1)]
 

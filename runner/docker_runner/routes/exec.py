@@ -14,11 +14,11 @@ from ..container_spec import NonEmptyStr
 from ..disconnect import run_cancellable, watch_disconnect
 from ..errors import ApiError, Kind, shutting_down, validation_error
 from ..exec_run import ExecOutcome, ExecSpec, run_exec, shell_command
+from ..http_runtime import RuntimeDep
 from ..metrics import Metrics
 from ..observe import note
 from ..openapi import errors
 from ..pump import Ending
-from ..runtime import RuntimeDep
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 from litestar import get
 
-from ..auth import OPEN_ROUTE
+from ..http_auth import OPEN_ROUTE
+from ..http_runtime import RuntimeDep
 from ..openapi import errors
-from ..runtime import RuntimeDep
 
 
 class Status(msgspec.Struct):

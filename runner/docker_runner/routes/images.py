@@ -9,10 +9,10 @@ from litestar.types import Scope
 
 from .. import containers, images
 from ..container_spec import NonEmptyStr
+from ..http_runtime import RuntimeDep
 from ..observe import note
 from ..openapi import errors
 from ..policy import check_image
-from ..runtime import RuntimeDep
 
 
 class EnsureImageBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):

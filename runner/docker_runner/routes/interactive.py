@@ -15,15 +15,16 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.openapi import ResponseSpec
 from litestar.types import Scope
 
-from ..auth import OPEN_ROUTE, TICKETS_ACCEPTED, UPGRADE_PRECHECK, refuse_upgrade, request_target
 from ..demux import STDERR, FrameDemuxer
 from ..engine import StreamLease
 from ..errors import ApiError, Kind
+from ..http_auth import OPEN_ROUTE, TICKETS_ACCEPTED, UPGRADE_PRECHECK, refuse_upgrade, request_target
+from ..http_runtime import RuntimeDep
 from ..interactive import ExecQuery, InteractiveExec
 from ..observe import note
 from ..openapi import ErrorEnvelope
 from ..output_buffer import TailBuffer
-from ..runtime import Runtime, RuntimeDep
+from ..runtime import Runtime
 from ..settings import Settings
 from ..tickets import split_ticket
 

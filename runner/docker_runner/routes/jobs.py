@@ -10,12 +10,12 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter
 from litestar.response import ServerSentEvent
 
 from .. import http_sse, job_stream
-from ..auth import TICKETS_ACCEPTED
+from ..http_auth import TICKETS_ACCEPTED
+from ..http_runtime import RuntimeDep
 from ..job_spec import JobRequest
 from ..jobs import JobAnswer
 from ..observe import note
 from ..openapi import errors
-from ..runtime import RuntimeDep
 
 JobId = Annotated[str, PathParameter(min_length=1)]
 SSE_MEDIA_TYPE = "text/event-stream"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from litestar import Response, get
 
-from ..auth import OPEN_ROUTE
+from ..http_auth import OPEN_ROUTE
+from ..http_runtime import RuntimeDep
 from ..metrics import CONTENT_TYPE
-from ..runtime import RuntimeDep
 
 
 @get("/metrics", opt={OPEN_ROUTE: True}, security=[], include_in_schema=False, sync_to_thread=True)

@@ -11,13 +11,13 @@ from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent
 
 from .. import events, http_sse, logs
-from ..auth import TICKETS_ACCEPTED
 from ..container_spec import NonEmptyStr
 from ..containers import inspect
 from ..errors import validation_error
+from ..http_auth import TICKETS_ACCEPTED
+from ..http_runtime import RuntimeDep
 from ..observe import at_request_end, note
 from ..openapi import errors
-from ..runtime import RuntimeDep
 from ..tickets import DEFAULT_TTL_MS, MAX_TTL_MS, TICKET_PARAMETER
 
 OptionalQuery = Annotated[str | None, QueryParameter()]

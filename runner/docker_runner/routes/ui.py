@@ -14,9 +14,9 @@ from typing import Annotated
 from litestar import Response, get
 from litestar.params import Parameter
 
-from ..auth import OPEN_ROUTE
 from ..errors import ApiError, Kind
-from ..runtime import RuntimeDep
+from ..http_auth import OPEN_ROUTE
+from ..http_runtime import RuntimeDep
 from ..settings import Settings
 
 PAGE = "/ui/terminal"

@@ -13,14 +13,15 @@ from litestar import Request, get, post, put
 from litestar.params import JSONBody, QueryParameter
 
 from .. import oneshot
-from ..auth import STREAMED_BODY, spooled_body
 from ..container_spec import NonEmptyStr
 from ..disconnect import watch_disconnect
 from ..errors import validation_error
+from ..http_auth import STREAMED_BODY, spooled_body
+from ..http_runtime import RuntimeDep
 from ..observe import note
 from ..openapi import TarUpload, errors
 from ..patch_tar import checked_removals, rewrite_patch, tar_of_files
-from ..runtime import Runtime, RuntimeDep
+from ..runtime import Runtime
 from ..workloads import dispatch, one_use_container, put_tar, remove_paths
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
