@@ -4,7 +4,6 @@ mapping) shared by the synchronous ``HttpDockerRunnerClient`` and the asynchrono
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import os
 import random
@@ -17,13 +16,13 @@ from typing import IO, Any, TypeVar
 
 import anyio
 import httpx
-from httpx_sse import EventSource, ServerSentEvent
+from httpx_sse import EventSource
 from websockets.asyncio.client import connect as connect_websocket_async
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect as connect_websocket
 
 from . import _routes as routes
-from ._exceptions import DockerRunnerError, RunnerTimeout, RunnerTransportError, StreamError, error_from_response
+from ._exceptions import DockerRunnerError, RunnerTimeout, RunnerTransportError, error_from_response
 from ._models import (
     ContainerOpts,
     DockerEvent,
@@ -32,7 +31,6 @@ from ._models import (
     Job,
     JobEvent,
     JobResources,
-    JobUpdate,
     LogChunk,
     PoolStats,
     RunResult,
@@ -41,6 +39,7 @@ from ._models import (
     Ticket,
 )
 from ._patches import tar_bytes
+from ._resume import EventsResume, JobEventsResume
 from ._signing import (
     NONCE_HEADER,
     SIGNATURE_HEADER,
@@ -51,7 +50,7 @@ from ._signing import (
     sign,
     signing_payload,
 )
-from ._sse import docker_event, job_event, log_chunk
+from ._sse import log_chunk
 from ._ws import AsyncExecSession, ExecSession, refused_upgrade
 
 T = TypeVar("T")
@@ -174,66 +173,6 @@ class ClientCore:
                 code="runner_invalid_response",
                 retryable=False,
             ) from exc
-
-
-def _server_time(response: httpx.Response) -> float:
-    """When the runner answered, by its own clock (the engine's, near enough), else by ours."""
-    date = response.headers.get("date")
-    if date:
-        try:
-            return email.utils.parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError):
-            pass
-    return time.time()
-
-
-class EventsResume:
-    """Where a subscription to engine events starts again after a drop (pure).
-
-    After the last event seen, by ``Last-Event-ID``; before any was seen, from the caller's
-    ``since``, or else from when the first connection was answered, so that events of the gap are
-    delivered and none twice. Without ``until`` a subscription has no end: a stream that ends,
-    cleanly or with an error frame, is a drop too."""
-
-    def __init__(
-        self, since: str | None, until: str | None, filters: Mapping[str, Any] | None, last_event_id: str | None
-    ) -> None:
-        self._since = since
-        self._until = until
-        self._filters = filters
-        self._last_event_id = last_event_id
-        self._resume_since: str | None = since
-        self._connected = False
-        self.attempt = 0
-
-    def call(self) -> routes.Call:
-        since = self._resume_since if self._connected else self._since
-        return routes.events(since, self._until, self._filters, self._last_event_id)
-
-    def connected(self, response: httpx.Response) -> None:
-        if self._resume_since is None:
-            self._resume_since = str(int(_server_time(response)))
-        self._connected = True
-
-    def take(self, message: ServerSentEvent) -> DockerEvent | None:
-        """The event of a frame (an error frame raises StreamError); remembers where it stopped."""
-        self._last_event_id = message.id or self._last_event_id
-        event = docker_event(message)
-        if event is not None:
-            self.attempt = 0
-        return event
-
-    def resumes_after_end(self, reconnect: bool) -> bool:
-        return reconnect and self._until is None
-
-    @staticmethod
-    def resumes_after(error: DockerRunnerError, reconnect: bool) -> bool:
-        return reconnect and (isinstance(error, (RunnerTransportError, StreamError)) or error.retryable)
-
-    def next_delay(self, core: ClientCore) -> float:
-        delay = core.reconnect_delay(self.attempt)
-        self.attempt += 1
-        return delay
 
 
 @contextmanager
@@ -559,26 +498,21 @@ class HttpDockerRunnerClient:
     ) -> Iterator[JobEvent]:
         """The job's events from its start (or after ``last_event_id``), live; ends after the final
         ``JobUpdate``. With ``reconnect``, a dropped connection resumes after the last event seen."""
-        attempt = 0
-        resume = None if last_event_id is None else str(last_event_id)
+        resume = JobEventsResume(job_id, last_event_id)
         while True:
             try:
-                with self._stream(routes.job_events(job_id, resume)) as response, transport_errors():
+                with self._stream(resume.call()) as response, transport_errors():
                     for message in EventSource(response).iter_sse():
-                        resume = message.id or resume
-                        event = job_event(message)
-                        if event is None:
-                            continue
-                        attempt = 0
-                        yield event
-                        if isinstance(event, JobUpdate) and event.job.ended:
-                            return
+                        event = resume.take(message)
+                        if event is not None:
+                            yield event
+                            if resume.finished:
+                                return
                 return
-            except RunnerTransportError:
-                if not reconnect:
+            except DockerRunnerError as error:
+                if not resume.resumes_after(error, reconnect):
                     raise
-                time.sleep(self._core.reconnect_delay(attempt))
-                attempt += 1
+            time.sleep(resume.next_delay(self._core))
 
     def open_exec(
         self,
@@ -871,27 +805,22 @@ class AsyncHttpDockerRunnerClient:
         self, job_id: str, *, last_event_id: int | None = None, reconnect: bool = False
     ) -> AsyncIterator[JobEvent]:
         """The job's events; see ``HttpDockerRunnerClient.job_events``."""
-        attempt = 0
-        resume = None if last_event_id is None else str(last_event_id)
+        resume = JobEventsResume(job_id, last_event_id)
         while True:
             try:
-                async with self._stream(routes.job_events(job_id, resume)) as response:
+                async with self._stream(resume.call()) as response:
                     with transport_errors():
                         async for message in EventSource(response).aiter_sse():
-                            resume = message.id or resume
-                            event = job_event(message)
-                            if event is None:
-                                continue
-                            attempt = 0
-                            yield event
-                            if isinstance(event, JobUpdate) and event.job.ended:
-                                return
+                            event = resume.take(message)
+                            if event is not None:
+                                yield event
+                                if resume.finished:
+                                    return
                 return
-            except RunnerTransportError:
-                if not reconnect:
+            except DockerRunnerError as error:
+                if not resume.resumes_after(error, reconnect):
                     raise
-                await anyio.sleep(self._core.reconnect_delay(attempt))
-                attempt += 1
+            await anyio.sleep(resume.next_delay(self._core))
 
     async def open_exec(
         self,
