@@ -1,12 +1,13 @@
 """Patch archives, checked before they reach a container (pure, streaming, bounded memory).
 
-A patch tar is refused (400 naming the entry) when an entry has an absolute path or ``..``, lies
-under a symlink the archive declared before it, is a link whose target (followed through the
-symlinks the archive declares) leaves the work directory, is a device node, FIFO or sparse file,
-or when the archive (headers included, after decompression) is too large. Accepted archives are
-rewritten entry by entry, with fresh headers, the work directory as a prefix: the engine extracts
-them at ``/`` and creates the directory itself. Nothing of an input header (pax records included)
-reaches the output but the checked name, link target, type, size, mode, owner and time.
+A patch tar is refused (``PatchRefused``, which the caller answers with a 400 naming the entry)
+when an entry has an absolute path or ``..``, lies under a symlink the archive declared before it,
+is a link whose target (followed through the symlinks the archive declares) leaves the work
+directory, is a device node, FIFO or sparse file, or when the archive (headers included, after
+decompression) is too large. Accepted archives are rewritten entry by entry, with fresh headers,
+the work directory as a prefix: the engine extracts them at ``/`` and creates the directory
+itself. Nothing of an input header (pax records included) reaches the output but the checked
+name, link target, type, size, mode, owner and time.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import zlib
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import IO, Any, Protocol
-
-from .errors import ApiError, Kind
 
 SPOOL_MEMORY_BYTES = 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # one pax or GNU long-name header; a path is at most 4 KiB on Linux
@@ -51,14 +50,33 @@ class Refused(Exception):
         self.why = why
 
 
-def bad_entry(field: str, entry: str, why: str) -> ApiError:
-    return ApiError(
-        Kind.INVALID, "validation_error", f"{field}: entry {entry!r} {why}", details={"field": field, "entry": entry}
-    )
+class PatchRefused(ValueError):
+    """The refusal the caller answers (400 ``validation_error``): the request ``field`` that carried
+    the archive (or paths), the ``entry`` to blame when there is one, and why."""
+
+    def __init__(self, field: str, entry: str | None, why: str) -> None:
+        self.field = field
+        self.entry = entry
+        self.why = why
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        if self.entry is None:
+            return f"{self.field}: the archive {self.why}"
+        return f"{self.field}: entry {self.entry!r} {self.why}"
+
+    @property
+    def details(self) -> dict[str, str]:
+        return {"field": self.field} if self.entry is None else {"field": self.field, "entry": self.entry}
 
 
-def bad_archive(field: str, why: str) -> ApiError:
-    return ApiError(Kind.INVALID, "validation_error", f"{field}: the archive {why}", details={"field": field})
+def bad_entry(field: str, entry: str, why: str) -> PatchRefused:
+    return PatchRefused(field, entry, why)
+
+
+def bad_archive(field: str, why: str) -> PatchRefused:
+    return PatchRefused(field, None, why)
 
 
 def _normalized(name: str) -> str:

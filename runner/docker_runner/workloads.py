@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -17,6 +17,7 @@ from .disconnect import run_cancellable
 from .draining import Draining
 from .engine import APIClient, Engine, remove_if_present
 from .errors import ApiError, Kind, shutting_down
+from .patch_tar import PatchRefused
 from .policy import CreateChecker
 from .pool import ONESHOT_LABEL, Pool, Pooled, PoolManager, start_attached
 from .sockets import Canceller
@@ -147,6 +148,15 @@ async def dispatch(
     if result.cancelled and draining.cut_begun:
         raise shutting_down({"stdout": result.stdout, "stderr": result.stderr})
     return result
+
+
+@contextlib.contextmanager
+def patch_refusals() -> Iterator[None]:
+    """A patch, file set or path list the checks refused is the request's fault: 400 naming it."""
+    try:
+        yield
+    except PatchRefused as refused:
+        raise ApiError(Kind.INVALID, "validation_error", refused.message, details=refused.details) from None
 
 
 async def put_tar(engine: Engine, container_id: str, tar: IO[bytes]) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from docker_runner.errors import ApiError
 from docker_runner.patch_tar import MAX_HEADER_BYTES, checked_removals, rewrite_patch
+from docker_runner.workloads import patch_refusals
 
 Entry = tuple[tarfile.TarInfo, bytes]
 
@@ -54,7 +55,7 @@ def _content(data: IO[bytes] | None) -> bytes:
 
 
 def _refusal(tar: bytes, max_bytes: int = 1 << 30) -> ApiError:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ApiError) as caught, patch_refusals():
         rewrite_patch(io.BytesIO(tar), "/testbed", "body", max_bytes)
     assert (caught.value.status, caught.value.code) == (400, "validation_error")
     return caught.value
@@ -248,6 +249,6 @@ def test_a_corrupt_compressed_stream_is_a_400() -> None:
 def test_removals_cannot_name_the_work_directory() -> None:
     """`rm -rf .` would fail in the container: refused up front, like `..`."""
     assert checked_removals("removePaths", ["c/", "./d"]) == ["c", "d"]
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ApiError) as caught, patch_refusals():
         checked_removals("removePaths", ["./"])
     assert caught.value.details == {"field": "removePaths", "entry": "./"}

@@ -22,7 +22,7 @@ from ..observe import note
 from ..openapi import TarUpload, errors
 from ..patch_tar import checked_removals, rewrite_patch, tar_of_files
 from ..runtime import Runtime
-from ..workloads import dispatch, one_use_container, put_tar, remove_paths
+from ..workloads import dispatch, one_use_container, patch_refusals, put_tar, remove_paths
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -90,7 +90,8 @@ async def run_once(data: JSONBody[RunBody], request: Request[Any, Any, Any], run
     workdir = data.workdir or "/"
     max_output = _max_output(runtime, data.max_output_bytes)
     script, token = oneshot.script_for(data.command, data.workdir)
-    tar = tar_of_files(files, "files", root=workdir) if files else None  # closed below, whatever happens
+    with patch_refusals():
+        tar = tar_of_files(files, "files", root=workdir) if files else None  # closed below, whatever happens
     try:
         async with one_use_container(runtime.bench, data.image, data.timeout_ms or 0) as (container, pooled):
             note(request.scope, containerId=container.container_id)
@@ -126,9 +127,11 @@ async def _run_test(
 ) -> TestAnswer:
     note(request.scope, image=body.image)
     workdir = body.workdir or DEFAULT_WORKDIR
-    removals = checked_removals("removePaths", body.remove_paths or [])
+    with patch_refusals():
+        removals = checked_removals("removePaths", body.remove_paths or [])
     limit = runtime.settings.max_patch_bytes
-    rooted = await runtime.engine.run_blocking(lambda: rewrite_patch(patch, workdir, field, limit))
+    with patch_refusals():
+        rooted = await runtime.engine.run_blocking(lambda: rewrite_patch(patch, workdir, field, limit))
     timeout_ms = DEFAULT_TEST_TIMEOUT_MS if body.timeout_ms is None else body.timeout_ms
     script, token = oneshot.script_for(body.test_cmd or runtime.settings.test_cmd, None)
     try:
