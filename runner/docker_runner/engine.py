@@ -29,7 +29,9 @@ import urllib3.exceptions
 from docker.transport.unixconn import UnixHTTPConnection
 from docker.types import CancellableStream
 from docker.utils import kwargs_from_env
+from urllib3.util.wait import wait_for_read
 
+from .availability import PROBE_TIMEOUT_SECONDS, Availability
 from .blocking_stream import BlockingStream
 from .errors import ApiError, Kind, docker_unavailable, from_engine
 from .settings import Settings
@@ -55,6 +57,19 @@ def _unix_connect_closing_on_failure(self: UnixHTTPConnection) -> None:
 
 
 UnixHTTPConnection.connect = _unix_connect_closing_on_failure  # type: ignore[method-assign]
+
+
+def _connected(self: UnixHTTPConnection) -> bool:
+    # A pooled connection whose socket was closed under it (the engine restarted, a stream was cut)
+    # has a descriptor of -1: urllib3's own check would raise ValueError out of the next request
+    # instead of reading it as dropped, which makes the pool open a fresh connection.
+    sock = self.sock
+    if sock is None or sock.fileno() < 0:
+        return False
+    return not wait_for_read(sock, timeout=0.0)
+
+
+UnixHTTPConnection.is_connected = property(_connected)  # type: ignore[assignment, method-assign]
 
 
 class _ClosingAPIClient(docker.APIClient):
@@ -88,6 +103,29 @@ def engine_errors() -> Iterator[None]:
         raise docker_unavailable(str(exc)) from exc
     except (ConnectionError, FileNotFoundError) as exc:
         raise docker_unavailable(str(exc)) from exc
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+        raise docker_unavailable(f"{type(exc).__name__}: {exc}") from exc
+    except ValueError as exc:
+        if not _raised_by_transport(exc):
+            raise
+        raise docker_unavailable(f"the connection to the engine broke ({exc})") from exc
+
+
+_TRANSPORT_MODULES = ("urllib3", "requests", "docker.transport", "http.client", "socket")
+
+
+def _raised_by_transport(exc: BaseException) -> bool:
+    """Was ``exc`` raised inside the HTTP stack (a connection in a bad state), not by our own code?"""
+    traceback = exc.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    module = "" if traceback is None else str(traceback.tb_frame.f_globals.get("__name__", ""))
+    return module.startswith(_TRANSPORT_MODULES)
+
+
+def _unreachable(error: ApiError) -> bool:
+    """Did the engine fail to answer at all (not merely slowly: a busy engine is no lost one)?"""
+    return not isinstance(error.__cause__, requests.exceptions.ReadTimeout)
 
 
 def image_present(api: APIClient, image: str) -> bool:
@@ -238,9 +276,19 @@ class Engine:
         self._settings = settings
         self._on_error = on_error
         self._api: APIClient | None = None
+        self._probe_api: APIClient | None = None
         self._connect_lock = threading.Lock()
         self.short_limiter = anyio.CapacityLimiter(settings.engine_threads)
         self.stream_limiter = anyio.CapacityLimiter(settings.stream_threads)
+        self.availability = Availability(self._ping_bounded)
+
+    def _client(self, timeout_seconds: float, pool_size: int) -> APIClient:
+        kwargs: dict[str, Any] = dict(kwargs_from_env())
+        if self._settings.docker_host:
+            kwargs["base_url"] = self._settings.docker_host
+        version = self._api.api_version if self._api is not None else self._settings.docker_api_version
+        with engine_errors():
+            return _ClosingAPIClient(version=version, timeout=timeout_seconds, max_pool_size=pool_size, **kwargs)
 
     def api(self) -> APIClient:
         """The connected client; connects on first use so that the runner starts without a daemon."""
@@ -248,26 +296,36 @@ class Engine:
             return self._api
         with self._connect_lock:
             if self._api is None:
-                kwargs: dict[str, Any] = dict(kwargs_from_env())
-                if self._settings.docker_host:
-                    kwargs["base_url"] = self._settings.docker_host
-                with engine_errors():
-                    self._api = _ClosingAPIClient(
-                        version=self._settings.docker_api_version,
-                        timeout=self._settings.docker_timeout_seconds,
-                        max_pool_size=self._settings.engine_threads + self._settings.stream_threads,
-                        **kwargs,
-                    )
+                pool_size = self._settings.engine_threads + self._settings.stream_threads
+                self._api = self._client(self._settings.docker_timeout_seconds, pool_size)
             return self._api
 
+    def _ping_bounded(self) -> None:
+        """A ping that gives up after PROBE_TIMEOUT_SECONDS, on a client of its own (a restoring
+        daemon accepts connections and does not answer)."""
+        if self._probe_api is None:
+            self._probe_api = self._client(PROBE_TIMEOUT_SECONDS, pool_size=2)
+        with engine_errors():
+            self._probe_api.ping()
+
     def _call(self, fn: Callable[[APIClient], T]) -> T:
+        try:
+            self.availability.check()
+        except ApiError as error:
+            self._count(error)
+            raise
         try:
             with engine_errors():
                 return fn(self.api())
         except ApiError as error:
-            if self._on_error is not None and error.code != "not_modified":  # 304 is no failure
-                self._on_error(error)
+            if error.code == "docker_unavailable" and _unreachable(error):
+                self.availability.lost(error)
+            self._count(error)
             raise
+
+    def _count(self, error: ApiError) -> None:
+        if self._on_error is not None and error.code != "not_modified":  # 304 is no failure
+            self._on_error(error)
 
     def managed_count(self, label_filter: str) -> float | None:
         """How many containers carry ``label_filter`` (for a gauge), or None when the engine is away."""
@@ -323,14 +381,13 @@ class Engine:
         return f"engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
 
     async def ping(self) -> None:
-        def ping(api: APIClient) -> None:
-            api.ping()
-
-        await self.run(ping)
+        """Readiness: a bounded ping, which also tells the engine's return after an outage."""
+        await in_thread(self.availability.probe, limiter=self.short_limiter)
 
     def close(self) -> None:
-        if self._api is not None:
-            self._api.close()
+        for api in (self._api, self._probe_api):
+            if api is not None:
+                api.close()
 
 
 async def open_leased_stream(engine: Engine, path: str, params: dict[str, Any]) -> BlockingStream:
