@@ -135,9 +135,10 @@ class DockerEvent:
     attributes: Mapping[str, str]
     time_nano: int
     raw: Mapping[str, Any]
+    event_id: str | None = None  # the stream's id after this event: Last-Event-ID resumes exactly there
 
     @classmethod
-    def from_json(cls, event: Mapping[str, Any]) -> DockerEvent:
+    def from_json(cls, event: Mapping[str, Any], event_id: str | None = None) -> DockerEvent:
         actor = event.get("Actor") or {}
         return cls(
             type=str(event.get("Type") or event.get("type") or ""),
@@ -146,6 +147,7 @@ class DockerEvent:
             attributes={str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()},
             time_nano=int(event.get("timeNano") or 0),
             raw=dict(event),
+            event_id=event_id,
         )
 
 

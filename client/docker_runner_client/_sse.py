@@ -27,7 +27,7 @@ def docker_event(message: ServerSentEvent) -> DockerEvent | None:
     payload = _payload(message)
     if payload is None or payload.get("type") != "event":
         return None
-    return DockerEvent.from_json(payload.get("event") or {})
+    return DockerEvent.from_json(payload.get("event") or {}, message.id or None)
 
 
 def log_chunk(message: ServerSentEvent) -> LogChunk | Literal["end"] | None:

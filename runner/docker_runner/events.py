@@ -1,5 +1,5 @@
 """Docker lifecycle events as SSE frames: one engine subscription per subscriber, split at the byte
-level, resumable by the event's ``timeNano``."""
+level, resumable exactly (``event_cursor``: the engine publishes slightly out of time order)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from . import sse
 from .blocking_stream import BlockingStream, chunks_or_pings
 from .engine import Engine, open_leased_stream
 from .errors import validation_error
+from .event_cursor import EventCursor, Position
 from .ndjson import LineSplitter
 
 log = logging.getLogger("docker_runner.events")
@@ -54,12 +55,13 @@ def parse_timestamp(name: str, value: str | None) -> str | None:
     return value
 
 
-def parse_last_event_id(value: str | None) -> int | None:
+def parse_last_event_id(value: str | None) -> Position | None:
     if value is None or value == "":
         return None
-    if not value.isdigit():
-        raise validation_error("Last-Event-ID", "must be the id of an event (its timeNano)")
-    return int(value)
+    try:
+        return Position.parse(value)
+    except ValueError:
+        raise validation_error("Last-Event-ID", "must be the id of an event this runner sent") from None
 
 
 def with_scope(filters: dict[str, Any], scope_labels: list[str]) -> dict[str, Any]:
@@ -73,31 +75,28 @@ def with_scope(filters: dict[str, Any], scope_labels: list[str]) -> dict[str, An
 
 
 async def subscribe(
-    engine: Engine, since: str | None, until: str | None, filters: dict[str, Any], resume_after: int | None
+    engine: Engine, since: str | None, until: str | None, filters: dict[str, Any], cursor: EventCursor
 ) -> BlockingStream:
-    """Open the engine subscription now, so that its errors are ordinary error answers."""
-    if resume_after is not None:
-        since = f"{resume_after // 1_000_000_000}.{resume_after % 1_000_000_000:09d}"
-    params = {"since": since, "until": until, "filters": json.dumps(filters)}
+    """Open the engine subscription now, so that its errors are ordinary error answers. A resume
+    starts where its cursor says, whatever ``since`` asked."""
+    params = {"since": cursor.since() or since, "until": until, "filters": json.dumps(filters)}
     return await open_leased_stream(engine, "/events", params)
 
 
-def _event_frame(line: bytes, resume_after: int | None) -> sse.Frame | None:
+def _event_frame(line: bytes, cursor: EventCursor) -> sse.Frame | None:
     try:
         event = json.loads(line)
     except ValueError:
         log.warning("undecodable event line from the engine: %r", line[:200])
         return None
-    time_nano = event.get("timeNano") if isinstance(event, dict) else None
-    if resume_after is not None and isinstance(time_nano, int) and time_nano <= resume_after:
+    if not isinstance(event, dict):
+        return None
+    if not cursor.admit(event):
         return None  # delivered before the reconnect
-    event_id = str(time_nano) if isinstance(time_nano, int) else None
-    return sse.frame({"type": "event", "event": event}, event_id)
+    return sse.frame({"type": "event", "event": event}, cursor.event_id())
 
 
-async def frames(
-    stream: BlockingStream, resume_after: int | None, ping_seconds: float
-) -> AsyncGenerator[sse.Frame, None]:
+async def frames(stream: BlockingStream, cursor: EventCursor, ping_seconds: float) -> AsyncGenerator[sse.Frame, None]:
     splitter = LineSplitter()
     try:
         async for chunk in chunks_or_pings(stream, ping_seconds):
@@ -105,11 +104,11 @@ async def frames(
                 yield sse.ping()
                 continue
             for line in splitter.feed(chunk):
-                message = _event_frame(line, resume_after)
+                message = _event_frame(line, cursor)
                 if message is not None:
                     yield message
         for line in splitter.flush():
-            message = _event_frame(line, resume_after)
+            message = _event_frame(line, cursor)
             if message is not None:
                 yield message
         if stream.error is not None:

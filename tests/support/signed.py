@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -47,3 +49,14 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     error: dict[str, Any] = body["error"]
     assert {"code", "message", "retryable"} <= set(error), error
     return error
+
+
+@contextlib.contextmanager
+def signed_stream(
+    base_url: str, target: str, *, headers: dict[str, str] | None = None, timeout: float = 30
+) -> Iterator[httpx.Response]:
+    """A signed GET whose body is read as it arrives (an SSE stream), closed on leaving."""
+    all_headers = sign_headers(TEST_SECRET, "GET", target, b"", str(int(time.time() * 1000)), str(uuid.uuid4()))
+    all_headers.update(headers or {})
+    with httpx.stream("GET", base_url + target, headers=all_headers, timeout=timeout) as response:
+        yield response

@@ -20,6 +20,7 @@ import pytest
 from docker_runner import events, logs
 from docker_runner.engine import Engine
 from docker_runner.errors import ApiError
+from docker_runner.event_cursor import EventCursor
 from docker_runner_client import AsyncHttpDockerRunnerClient, HttpDockerRunnerClient, StreamError
 from tests.support.server import TEST_SECRET, make_settings
 
@@ -92,8 +93,8 @@ def _payloads(messages: list[Any]) -> list[dict[str, Any]]:
 
 
 async def _event_frames(engine: Engine) -> list[dict[str, Any]]:
-    stream = await events.subscribe(engine, None, None, {"type": ["container"]}, None)
-    frames = [message async for message in events.frames(stream, None, 30)]
+    stream = await events.subscribe(engine, None, None, {"type": ["container"]}, EventCursor(None))
+    frames = [message async for message in events.frames(stream, EventCursor(None), 30)]
     assert engine.stream_limiter.borrowed_tokens == 0  # the stream's slot is back
     return _payloads(frames)
 
@@ -133,8 +134,8 @@ def test_a_log_stream_broken_off_is_an_error_not_an_end(tmp_path: Path) -> None:
 
 
 async def _leave_early(engine: Engine) -> tuple[list[dict[str, Any]], BaseException | None]:
-    stream = await events.subscribe(engine, None, None, {"type": ["container"]}, None)
-    frames = events.frames(stream, None, 30)
+    stream = await events.subscribe(engine, None, None, {"type": ["container"]}, EventCursor(None))
+    frames = events.frames(stream, EventCursor(None), 30)
     first = await frames.__anext__()
     await frames.aclose()  # the subscriber went away
     assert engine.stream_limiter.borrowed_tokens == 0

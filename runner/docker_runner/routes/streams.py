@@ -14,6 +14,7 @@ from .. import events, http_sse, logs
 from ..container_spec import NonEmptyStr
 from ..containers import inspect
 from ..errors import validation_error
+from ..event_cursor import EventCursor
 from ..http_auth import TICKETS_ACCEPTED
 from ..http_runtime import RuntimeDep
 from ..observe import at_request_end, note
@@ -40,17 +41,17 @@ async def events_sse(
     filters: OptionalQuery = None,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
-    resume_after = events.parse_last_event_id(last_event_id)
+    cursor = EventCursor(events.parse_last_event_id(last_event_id))
     wanted = events.with_scope(events.parse_filters(filters), runtime.scope.label_filters())
     stream = await events.subscribe(
         runtime.engine,
         events.parse_timestamp("since", since),
         events.parse_timestamp("until", until),
         wanted,
-        resume_after,
+        cursor,
     )
     at_request_end(request.scope, stream.aclose)
-    frames = events.frames(stream, resume_after, runtime.settings.sse_ping_ms / 1000)
+    frames = events.frames(stream, cursor, runtime.settings.sse_ping_ms / 1000)
     return http_sse.response(frames, runtime.metrics.sse_subscribers.labels(stream="events"))
 
 
