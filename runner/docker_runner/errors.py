@@ -118,8 +118,15 @@ def validation_error(field: str, problem: str) -> ApiError:
     return ApiError(Kind.INVALID, "validation_error", f"{field}: {problem}", details={"field": field})
 
 
-def docker_unavailable(reason: str) -> ApiError:
-    return ApiError(Kind.UNAVAILABLE, "docker_unavailable", f"Docker engine unavailable: {reason}", retryable=True)
+def docker_unavailable(reason: str, details: dict[str, Any] | None = None) -> ApiError:
+    return ApiError(
+        Kind.UNAVAILABLE, "docker_unavailable", f"Docker engine unavailable: {reason}", retryable=True, details=details
+    )
+
+
+def engine_lost_during_run(stdout: str, stderr: str) -> ApiError:
+    """A run whose engine went away (or restarted) under it: worth retrying, with what it printed."""
+    return docker_unavailable("the engine went away during the run", {"stdout": stdout, "stderr": stderr})
 
 
 def shutting_down(details: dict[str, Any] | None = None) -> ApiError:

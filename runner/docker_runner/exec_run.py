@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .demux import STDERR, FrameDemuxer
-from .engine import APIClient
+from .engine import APIClient, engine_errors
+from .errors import ApiError, engine_lost_during_run
 from .output_buffer import TailBuffer
 from .pump import Ending, Pump
 from .sockets import Canceller, raw_socket, take_buffered
@@ -158,6 +159,18 @@ def _relay(raw: socket.socket, spec: ExecSpec, sink: _OutputSink, cancel: Cancel
     return pump.ending
 
 
+def _exit_code(api: APIClient, exec_id: str, sink: _OutputSink) -> int | None:
+    """The exec's exit code. An engine that cannot say (gone, or restarted and has forgotten the
+    exec) cut the run: 503, retryable, with the output so far, never a made-up exit code."""
+    try:
+        with engine_errors():
+            return wait_exit_code(api, exec_id)
+    except ApiError as error:
+        if error.code in ("docker_unavailable", "no_such_exec"):
+            raise engine_lost_during_run(sink.stdout.text(), sink.stderr.text()) from error
+        raise
+
+
 def _close(stream: Any, raw: socket.socket) -> None:
     # Closed before any kill: the engine stalls every exec of a container while one exec's
     # output is not drained, the kill's own exec included.
@@ -195,7 +208,7 @@ def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller) -> ExecOutcome:
     _close(stream, raw)
     if ending is Ending.CANCELLED or (spec.kill_on_timeout and ending is not Ending.EXITED):
         killed = kill_marked_processes(api, spec.container_id, marker)
-    exit_code = wait_exit_code(api, exec_id) if ending is Ending.EXITED or killed else None
+    exit_code = _exit_code(api, exec_id, sink) if ending is Ending.EXITED or killed else None
     return ExecOutcome(
         ending=ending,
         stdout=sink.stdout.text(),

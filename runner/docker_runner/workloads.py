@@ -16,7 +16,7 @@ from .container_spec import ContainerOpts, build_create_body
 from .disconnect import run_cancellable
 from .draining import Draining
 from .engine import APIClient, Engine, remove_if_present
-from .errors import ApiError, Kind, shutting_down
+from .errors import ApiError, Kind, engine_lost_during_run, shutting_down
 from .patch_tar import PatchRefused
 from .policy import CreateChecker
 from .pool import ONESHOT_LABEL, Pool, Pooled, PoolManager, start_attached
@@ -147,7 +147,24 @@ async def dispatch(
     result = await run_cancellable(engine, work, on_client_gone, draining)
     if result.cancelled and draining.cut_begun:
         raise shutting_down({"stdout": result.stdout, "stderr": result.stderr})
+    if result.exit_code is None and not (result.timed_out or result.cancelled):
+        await _check_ended_by_itself(engine, container.container_id, result)
     return result
+
+
+async def _check_ended_by_itself(engine: Engine, container_id: str, result: oneshot.RunResult) -> None:
+    """A run whose stream ended without its exit marker: the container died (a 200 with a null exit
+    code), or the engine went away under it (503, retryable, with the output so far)."""
+    try:
+        state = await engine.run(lambda api: api.inspect_container(container_id).get("State") or {})
+    except ApiError as error:
+        if error.code == "docker_unavailable":
+            raise engine_lost_during_run(result.stdout, result.stderr) from error
+        if error.kind is Kind.NOT_FOUND:
+            return  # removed behind the runner's back: it is gone, as a dead one is
+        raise
+    if state.get("Running"):  # the stream broke while the container runs on: not the command's end
+        raise engine_lost_during_run(result.stdout, result.stderr)
 
 
 @contextlib.contextmanager
