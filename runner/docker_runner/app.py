@@ -23,6 +23,7 @@ from .runtime import Runtime
 from .settings import Settings
 
 log = logging.getLogger("docker_runner")
+REMOVALS_DRAIN_SECONDS = 10  # at shutdown, for removals the engine could not do yet
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
@@ -37,6 +38,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             await runtime.pools.start()
             await runtime.jobs.start()
             background.start_soon(runtime.pools.maintain_forever, settings.pool_maintenance_ms / 1000)
+            background.start_soon(runtime.engine.removals.run_forever)
             try:
                 yield
             finally:
@@ -45,6 +47,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
                     await runtime.pools.close()
                     await one_shot.shutdown(runtime.bench)
                     await runtime.jobs.shutdown()
+                    await runtime.engine.removals.drain(REMOVALS_DRAIN_SECONDS)
         runtime.engine.close()
 
     auth = AuthMiddleware(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .container_spec import INSTANCE_LABEL, MANAGED_LABEL
-from .engine import APIClient, Engine, remove_if_present, volume_labels
+from .engine import APIClient, Engine, volume_labels
 from .errors import ApiError, Kind, from_engine
 from .policy import CreateChecker, container_references
+from .removals import remove_or_queue
 from .scope import Scope, checked_container, is_managed
 
 log = logging.getLogger("docker_runner.containers")
@@ -38,7 +39,12 @@ def _prepare_volumes(api: APIClient, body: Mapping[str, Any], scope: Scope) -> N
 
 
 def _create_and_start(
-    api: APIClient, body: dict[str, Any], name: str | None, platform: str | None, scope: Scope
+    api: APIClient,
+    body: dict[str, Any],
+    name: str | None,
+    platform: str | None,
+    scope: Scope,
+    orphaned: Callable[[str], None],
 ) -> dict[str, Any]:
     _prepare_volumes(api, body, scope)
     created = api.create_container_from_config(body, name=name, platform=platform)
@@ -47,10 +53,7 @@ def _create_and_start(
     try:
         api.start(container_id)
     except Exception:
-        try:
-            remove_if_present(api, container_id)
-        except Exception:
-            log.warning("could not remove container %s after a failed start", container_id[:12], exc_info=True)
+        remove_or_queue(api, container_id, orphaned)
         raise
     try:
         state = api.inspect_container(container_id)
@@ -76,7 +79,8 @@ async def create_and_start(
     # a namespace, link or VolumesFrom the policy allows may still name only the runner's containers
     for _field, reference in container_references(checked):
         await scope.container(reference)
-    return await engine.run(lambda api: _create_and_start(api, checked, name, platform, scope))
+    orphaned = engine.removals.later
+    return await engine.run(lambda api: _create_and_start(api, checked, name, platform, scope, orphaned))
 
 
 async def stop(engine: Engine, scope: Scope, reference: str, timeout_sec: int) -> None:

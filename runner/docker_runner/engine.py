@@ -34,6 +34,7 @@ from urllib3.util.wait import wait_for_read
 from .availability import PROBE_TIMEOUT_SECONDS, Availability
 from .blocking_stream import BlockingStream
 from .errors import ApiError, Kind, docker_unavailable, from_engine
+from .removals import Removals
 from .settings import Settings
 from .threads import in_thread
 
@@ -134,12 +135,6 @@ def image_present(api: APIClient, image: str) -> bool:
     except docker.errors.NotFound:
         return False
     return True
-
-
-def remove_if_present(api: APIClient, container_id: str) -> None:
-    """Force-remove a container; one already gone (auto-removed) is fine."""
-    with contextlib.suppress(docker.errors.NotFound):
-        api.remove_container(container_id, force=True, v=True)
 
 
 def wait_exit(api: APIClient, container_id: str, poll_seconds: int = 30) -> int:
@@ -281,6 +276,7 @@ class Engine:
         self.short_limiter = anyio.CapacityLimiter(settings.engine_threads)
         self.stream_limiter = anyio.CapacityLimiter(settings.stream_threads)
         self.availability = Availability(self._ping_bounded)
+        self.removals = Removals(self.run)  # of the runner's own containers, retried until done
 
     def _client(self, timeout_seconds: float, pool_size: int) -> APIClient:
         kwargs: dict[str, Any] = dict(kwargs_from_env())

@@ -3,17 +3,20 @@ nothing it prints is missed; the attach stream is then relayed by the one pump (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from .engine import APIClient, remove_if_present
+from .engine import APIClient
+from .removals import remove_or_queue
 from .sockets import Attached
 
 
-def create_attached(api: APIClient, body: dict[str, Any]) -> tuple[str, Attached]:
-    """Create the container and attach to its stdin, stdout and stderr before it starts."""
+def create_attached(api: APIClient, body: dict[str, Any], orphaned: Callable[[str], None]) -> tuple[str, Attached]:
+    """Create the container and attach to its stdin, stdout and stderr before it starts; one whose
+    attach fails is removed again, now or later through ``orphaned`` (the removal queue)."""
     container_id = str(api.create_container_from_config(body)["Id"])
     try:
         return container_id, Attached(api, container_id)
     except BaseException:
-        remove_if_present(api, container_id)
+        remove_or_queue(api, container_id, orphaned)
         raise

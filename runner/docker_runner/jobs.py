@@ -32,13 +32,14 @@ import msgspec
 from . import job_spec
 from .blocking_stream import BlockingStream
 from .container_spec import INSTANCE_LABEL
-from .engine import APIClient, Engine, remove_if_present, wait_exit
+from .engine import APIClient, Engine, wait_exit
 from .errors import ApiError, Kind, internal_error, shutting_down
 from .job_attach import create_attached
 from .job_events import EventBuffer, OutputLines, classify, encode
 from .metrics import Metrics
 from .policy import CreateChecker
 from .pump import Pump
+from .removals import remove_if_present
 from .settings import Settings
 from .sockets import Attached
 
@@ -253,7 +254,8 @@ class JobManager:
 
     async def _create(self, request: job_spec.JobRequest, job_id: str, body: dict[str, Any], payload: bytes) -> Job:
         try:
-            container_id, attached = await self._engine.run(lambda api: create_attached(api, body))
+            orphaned = self._engine.removals.later
+            container_id, attached = await self._engine.run(lambda api: create_attached(api, body, orphaned))
         finally:
             self._reserved -= 1
         if self._closed:  # shutdown began during the create and cancels no job it has not seen
@@ -370,11 +372,8 @@ class JobManager:
             return None
 
     async def _remove_container(self, job_id: str, container_id: str) -> None:
-        """Best effort: a container left behind is removed by the reaper (its TTL) or the next start."""
-        try:
-            await self._engine.run(lambda api: remove_if_present(api, container_id))
-        except Exception as error:
-            log.warning("job %s: could not remove container %s: %r", job_id, container_id[:12], error)
+        """Now, or queued until the engine can (the start-up sweep is the net for a crash)."""
+        await self._engine.removals.now(container_id, f"container of job {job_id}")
 
     def _forget_old(self) -> None:
         ended = [job_id for job_id, job in self._jobs.items() if job.ended]

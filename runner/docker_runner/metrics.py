@@ -98,6 +98,11 @@ class Metrics:
             "docker_runner_engine_errors", "Engine failures by engine status", ["status"], registry=r
         )
         self.nonce_cache = Gauge("docker_runner_nonce_cache_entries", "Nonces remembered", registry=r)
+        self.removals_pending = Gauge(
+            "docker_runner_removals_pending",
+            "Containers of the runner's own work the engine could not remove yet (retried until done)",
+            registry=r,
+        )
         self.pool_created = Counter("docker_runner_pool_created", "Pooled containers started", ["pool"], registry=r)
         self.pool_destroyed = Counter("docker_runner_pool_destroyed", "Pooled containers removed", ["pool"], registry=r)
         self.pool_health_failures = Counter(

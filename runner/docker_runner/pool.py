@@ -19,11 +19,12 @@ from typing import Any
 
 from . import oneshot
 from .container_spec import INSTANCE_LABEL, build_create_body
-from .engine import APIClient, Engine, remove_if_present
+from .engine import APIClient, Engine
 from .errors import ApiError, Kind
 from .metrics import Metrics
 from .policy import CreateChecker
 from .pool_config import PoolConfig, PoolError
+from .removals import remove_if_present, remove_or_queue
 from .sockets import Attached
 
 log = logging.getLogger("docker_runner.pool")
@@ -131,7 +132,7 @@ class Pool:
 
     async def _create(self) -> None:
         try:
-            pooled = await self._engine.run(lambda api: start_attached(api, self._body()))
+            pooled = await self._engine.run(lambda api: start_attached(api, self._body(), self._engine.removals.later))
         except ApiError as error:
             await self._cool_down(error)
             return
@@ -175,10 +176,7 @@ class Pool:
         if self._live.pop(pooled.container_id, None) is None:
             return  # already on its way out
         pooled.attached.close()
-        try:
-            await self._engine.run(lambda api: remove_if_present(api, pooled.container_id))
-        except ApiError as error:
-            log.warning("pool %s: could not remove %s: %s", self.config.image, pooled.container_id[:12], error.message)
+        await self._engine.removals.now(pooled.container_id, f"container of the {self.config.image} pool")
         self.counters.destroyed += 1
         self._metrics.pool_destroyed.labels(pool=self.config.image).inc()
 
@@ -314,15 +312,16 @@ class Pool:
         yield "in_use", self._in_use
 
 
-def start_attached(api: APIClient, body: dict[str, Any]) -> Pooled:
-    """Create and start a bootstrap container and attach to it (removed again if that fails)."""
+def start_attached(api: APIClient, body: dict[str, Any], orphaned: Callable[[str], None]) -> Pooled:
+    """Create and start a bootstrap container and attach to it. One that fails on the way is removed
+    again, now or, when the engine cannot now, by ``orphaned`` (the removal queue) later."""
     created = api.create_container_from_config(body)
     container_id = str(created["Id"])
     try:
         api.start(container_id)
         return Pooled(container_id, Attached(api, container_id))
     except BaseException:
-        remove_if_present(api, container_id)
+        remove_or_queue(api, container_id, orphaned)
         raise
 
 

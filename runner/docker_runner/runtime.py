@@ -47,6 +47,7 @@ class Runtime:
         policy = policy or load_policy(settings.policy_path)
         nonces = NonceCache(settings.nonce_cache_size, settings.replay_window_ms)
         metrics.nonce_cache.set_function(lambda: len(nonces))
+        metrics.removals_pending.set_function(lambda: len(engine.removals))
         metrics.watch_engine(engine.reachable, lambda: engine.managed_count(f"{MANAGED_LABEL}=true"))
         checker = CreateChecker(policy, sockets_for(settings.docker_host))
         pools = PoolManager(load_pools(settings.pools), engine, checker, settings.instance, metrics)

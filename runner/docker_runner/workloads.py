@@ -15,7 +15,7 @@ from . import oneshot
 from .container_spec import ContainerOpts, build_create_body
 from .disconnect import run_cancellable
 from .draining import Draining
-from .engine import APIClient, Engine, remove_if_present
+from .engine import APIClient, Engine
 from .errors import ApiError, Kind, engine_lost_during_run, shutting_down
 from .patch_tar import PatchRefused
 from .policy import CreateChecker
@@ -80,7 +80,8 @@ class _Creation:
 
     async def run(self) -> Pooled | None:
         """The container, or None when it was removed at once (abandoned, or shutdown began)."""
-        container = await self._bench.engine.run(lambda api: start_attached(api, self._body))
+        engine = self._bench.engine
+        container = await engine.run(lambda api: start_attached(api, self._body, engine.removals.later))
         if self.abandoned or self._bench.closing:
             await _remove(self._bench, container)  # within this task, which shutdown waits for
             return None
@@ -115,10 +116,7 @@ def _retrieve_failure(task: asyncio.Task[Pooled | None]) -> None:
 
 async def _remove(bench: Workbench, container: Pooled) -> None:
     container.attached.close()
-    try:
-        await bench.engine.run(lambda api: remove_if_present(api, container.container_id))
-    except ApiError as error:
-        log.warning("could not remove one-shot container %s: %s", container.container_id[:12], error.message)
+    await bench.engine.removals.now(container.container_id, "one-shot container")
 
 
 def _remove_later(bench: Workbench, container: Pooled) -> None:
@@ -201,8 +199,7 @@ async def shutdown(bench: Workbench) -> None:
     deadline = time.monotonic() + SHUTDOWN_WAIT_SECONDS
     await _wait_for(bench.creations, deadline)  # each one ends up live, or removed by itself
     for container_id in list(bench.live):
-        with contextlib.suppress(ApiError):
-            await bench.engine.run(lambda api, cid=container_id: remove_if_present(api, cid))  # type: ignore[misc]
+        await bench.engine.removals.now(container_id, "one-shot container")
     await _wait_for(bench.removals, deadline)  # a run ending meanwhile adds its own
 
 

@@ -173,11 +173,16 @@ def test_container_routes_log_the_container_and_image(fresh: RunningServer, capl
         client.stop_container(started.container_id, timeout_sec=0)
         client.remove_container(started.container_id, force=True)
         client.ensure_image(TEST_IMAGE)
-    fields = {
-        getattr(r, "fields", {}).get("route"): getattr(r, "fields", {})
-        for r in caplog.records
-        if r.name == "docker_runner.requests"
-    }
+
+        def logged() -> dict[str, dict[str, str]]:
+            return {
+                getattr(r, "fields", {}).get("route"): getattr(r, "fields", {})
+                for r in caplog.records
+                if r.name == "docker_runner.requests"
+            }
+
+        # a request's line is written once its answer is out: the last one may trail the client a little
+        fields = wait_for(lambda: "/v1/images/ensure" in logged() and logged(), what="the last request's log line")
     start = fields["/v1/containers/start"]
     assert (start.get("image"), start.get("containerId")) == (TEST_IMAGE, started.container_id)
     for route in ("inspect", "labels", "touch", "stop", "remove"):
