@@ -48,6 +48,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
                     await one_shot.shutdown(runtime.bench)
                     await runtime.jobs.shutdown()
                     await runtime.engine.removals.drain(REMOVALS_DRAIN_SECONDS)
+                    await runtime.aclose()
         runtime.engine.close()
 
     auth = AuthMiddleware(

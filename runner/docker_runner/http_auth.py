@@ -24,8 +24,9 @@ from docker_runner_client._signing import (
     encode_body_digest,
 )
 
-from .auth import NonceCache, SignedHeaders, auth_error, body_hashes, check_headers, check_signature
+from .auth import SignedHeaders, auth_error, body_hashes, check_headers, check_signature
 from .errors import ApiError, Kind, internal_error
+from .nonces import NonceStore
 
 OPEN_ROUTE = "open"  # handler opt: no authentication
 STREAMED_BODY = "streamed_body"  # handler opt: the body is spooled to disk, not held in memory
@@ -122,7 +123,7 @@ async def refuse_upgrade(scope: Scope, send: Send, error: ApiError) -> None:
 
 
 class Redeemer(Protocol):
-    def redeem(self, target_with_ticket: str) -> None: ...
+    async def redeem(self, target_with_ticket: str) -> None: ...
 
 
 class AuthMiddleware(ASGIMiddleware):
@@ -133,7 +134,7 @@ class AuthMiddleware(ASGIMiddleware):
     def __init__(
         self,
         secrets: Callable[[], Sequence[str]],
-        nonces: NonceCache,
+        nonces: NonceStore,
         skew_ms: int,
         max_body_bytes: int,
         max_streamed_bytes: int,
@@ -158,7 +159,7 @@ class AuthMiddleware(ASGIMiddleware):
                 await self._handle(scope, receive, send, next_app)
                 return
             try:
-                self._authenticate_without_body(scope)
+                await self._authenticate_without_body(scope)
             except ApiError as error:
                 await refuse_upgrade(scope, send, error)
                 self._count(error)
@@ -180,14 +181,14 @@ class AuthMiddleware(ASGIMiddleware):
             and b"ticket=" in (scope.get("query_string") or b"")
         )
 
-    def _authenticate_without_body(self, scope: Scope) -> None:
+    async def _authenticate_without_body(self, scope: Scope) -> None:
         if self._uses_ticket(scope):
             assert self._tickets is not None
             _precheck(scope)  # before the ticket is redeemed: a refused upgrade leaves it unspent
-            self._tickets.redeem(request_target(scope))
+            await self._tickets.redeem(request_target(scope))
             return
         # a WebSocket upgrade is a GET with an empty body, signed like any other
-        self._verify(
+        await self._verify(
             str(scope.get("method") or "GET"), request_target(scope), self._signed_headers(scope), [body_hash(b"")]
         )
         _precheck(scope)
@@ -203,7 +204,7 @@ class AuthMiddleware(ASGIMiddleware):
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if self._uses_ticket(scope):
-            self._authenticate_without_body(scope)
+            await self._authenticate_without_body(scope)
             await next_app(scope, receive, send)
             return
         headers = self._signed_headers(scope)
@@ -217,7 +218,7 @@ class AuthMiddleware(ASGIMiddleware):
             hashes = body_hashes(body)
             receive = _replaying(body, receive)
         try:
-            self._verify(method, request_target(scope), headers, hashes)
+            await self._verify(method, request_target(scope), headers, hashes)
             if spool is not None:
                 scope.setdefault("state", {})[SPOOLED_BODY_STATE] = spool
             await next_app(scope, receive, send)
@@ -225,13 +226,16 @@ class AuthMiddleware(ASGIMiddleware):
             if spool is not None:
                 spool.close()
 
-    def _verify(self, method: str, target: str, headers: SignedHeaders, body_hashes: list[str]) -> None:
-        # No await between the replay check and remembering the nonce: the pair is atomic.
-        if self._nonces.seen(headers.nonce):
+    async def _verify(self, method: str, target: str, headers: SignedHeaders, body_hashes: list[str]) -> None:
+        # the order of the protocol: a replay is refused before the signature is looked at; the
+        # claim after it is atomic in the store, so of two requests racing with one nonce (on two
+        # runners, say) exactly one gets through
+        if await self._nonces.seen(headers.nonce):
             raise auth_error("replayed_nonce", "This nonce was already used")
         if not check_signature(self._secrets(), method, target, headers, body_hashes):
             raise auth_error("invalid_signature", "Signature does not match")
-        self._nonces.remember(headers.nonce)
+        if not await self._nonces.claim(headers.nonce):
+            raise auth_error("replayed_nonce", "This nonce was already used")
 
 
 def _precheck(scope: Scope) -> None:

@@ -11,13 +11,14 @@ from .engine import Engine
 from .errors import ApiError
 from .jobs import JobManager
 from .metrics import Metrics
+from .nonces import MemoryNonceStore, NonceStore, RedisNonceStore, redis_client
 from .policy import CreateChecker, Policy, load_policy, sockets_for
 from .pool import PoolManager
 from .pool_config import load_pools
 from .reaper import TouchLog
 from .scope import Scope
 from .settings import Settings
-from .tickets import TicketBook
+from .tickets import MAX_TTL_MS, TICKETS_KEPT, TicketBook
 from .workloads import Workbench
 
 
@@ -25,7 +26,7 @@ from .workloads import Workbench
 class Runtime:
     settings: Settings
     engine: Engine
-    nonces: NonceCache
+    nonces: NonceStore
     policy: Policy
     checker: CreateChecker
     scope: Scope
@@ -45,8 +46,7 @@ class Runtime:
             settings, on_error=lambda error: metrics.engine_errors.labels(status=_engine_status(error)).inc()
         )
         policy = policy or load_policy(settings.policy_path)
-        nonces = NonceCache(settings.nonce_cache_size, settings.replay_window_ms)
-        metrics.nonce_cache.set_function(lambda: len(nonces))
+        nonces, used_tickets = _nonce_stores(settings, metrics)
         metrics.removals_pending.set_function(lambda: len(engine.removals))
         metrics.watch_engine(engine.reachable, lambda: engine.managed_count(f"{MANAGED_LABEL}=true"))
         checker = CreateChecker(policy, sockets_for(settings.docker_host))
@@ -67,15 +67,31 @@ class Runtime:
             policy=policy,
             checker=checker,
             scope=Scope(engine, managed_only=not settings.scope_all),
-            tickets=TicketBook(lambda: settings.secrets),
+            tickets=TicketBook(lambda: settings.secrets, used_tickets),
             metrics=metrics,
             pools=pools,
             bench=bench,
             jobs=JobManager(engine, checker, settings, metrics),
         )
 
+    async def aclose(self) -> None:
+        """What the runtime holds open besides the engine: the nonce store's connections."""
+        await self.nonces.aclose()
+
     def secrets(self) -> tuple[str, ...]:
         return self.settings.secrets
+
+
+def _nonce_stores(settings: Settings, metrics: Metrics) -> tuple[NonceStore, NonceStore]:
+    """(accepted nonces, spent tickets): this process's memory, or Redis shared by every runner."""
+    if settings.nonce_store == "memory":
+        cache = NonceCache(settings.nonce_cache_size, settings.replay_window_ms)
+        metrics.nonce_cache.set_function(lambda: len(cache))
+        return MemoryNonceStore(cache), MemoryNonceStore(NonceCache(TICKETS_KEPT, MAX_TTL_MS))
+    client = redis_client(settings.nonce_store)
+    return RedisNonceStore(client, "docker-runner:nonce:", settings.replay_window_ms), RedisNonceStore(
+        client, "docker-runner:ticket:", MAX_TTL_MS
+    )
 
 
 def _engine_status(error: ApiError) -> str:

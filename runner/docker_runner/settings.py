@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import units
 
@@ -47,6 +48,13 @@ def _log_json(env: Mapping[str, str]) -> bool:
     if raw not in ("text", "json"):
         raise SettingsError(f"DOCKER_RUNNER_LOG_FORMAT must be text or json, got {raw!r}")
     return raw == "json"
+
+
+def _nonce_store(env: Mapping[str, str]) -> str:
+    raw = env.get("DOCKER_RUNNER_NONCE_STORE", "").strip() or "memory"
+    if raw != "memory" and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(f"DOCKER_RUNNER_NONCE_STORE must be memory or a redis:// URL, got {raw!r}")
+    return raw
 
 
 def _scope_all(env: Mapping[str, str]) -> bool:
@@ -99,6 +107,7 @@ class Settings:
     insecure_dev: bool = False
     clock_skew_ms: int = 60_000
     nonce_cache_size: int = 100_000
+    nonce_store: str = "memory"  # or redis://host:port/db, shared by the runners of a cluster
     max_body_bytes: int = 64 * 1024 * 1024
     max_archive_bytes: int = 4 * 1024 * 1024 * 1024
     max_output_bytes: int = 10 * 1024 * 1024
@@ -177,6 +186,7 @@ class Settings:
             insecure_dev=_bool(env, "DOCKER_RUNNER_INSECURE_DEV", False),
             clock_skew_ms=_int(env, "DOCKER_RUNNER_CLOCK_SKEW_MS", 60_000, minimum=1),
             nonce_cache_size=_int(env, "DOCKER_RUNNER_NONCE_CACHE_SIZE", 100_000, minimum=1),
+            nonce_store=_nonce_store(env),
             max_body_bytes=_int(env, "DOCKER_RUNNER_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1),
             max_archive_bytes=_int(env, "DOCKER_RUNNER_MAX_ARCHIVE_BYTES", 4 * 1024 * 1024 * 1024, minimum=1),
             max_output_bytes=_int(env, "DOCKER_RUNNER_MAX_OUTPUT_BYTES", 10 * 1024 * 1024, minimum=1),

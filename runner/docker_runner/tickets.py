@@ -18,11 +18,13 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from .auth import NonceCache
 from .errors import ApiError, Kind
+from .nonces import MemoryNonceStore, NonceStore
 
 MAX_TTL_MS = 60_000
 DEFAULT_TTL_MS = 30_000
 TICKET_PARAMETER = "ticket"
 _SALT = "docker-runner.ticket"
+TICKETS_KEPT = 100_000  # spent tickets remembered at once, each for a ticket's longest life
 
 
 def invalid_ticket(why: str) -> ApiError:
@@ -45,12 +47,14 @@ class TicketBook:
     def __init__(
         self,
         secrets: Callable[[], Sequence[str]],
-        capacity: int = 100_000,
+        used: NonceStore | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
+        """``used`` remembers the spent tickets (shared by the runners of a cluster); by default, this
+        process's memory."""
         self._secrets = secrets
         self._clock_ms = clock_ms
-        self._used = NonceCache(capacity, MAX_TTL_MS)
+        self._used = used if used is not None else MemoryNonceStore(NonceCache(TICKETS_KEPT, MAX_TTL_MS))
 
     def _serializer(self) -> URLSafeSerializer:
         # itsdangerous signs with the last key and accepts any: the current secret signs, the next verifies too
@@ -62,15 +66,16 @@ class TicketBook:
         payload = {"t": target, "n": uuid.uuid4().hex, "e": expires_at}
         return str(self._serializer().dumps(payload)), expires_at
 
-    def redeem(self, target_with_ticket: str) -> None:
+    async def redeem(self, target_with_ticket: str) -> None:
         """Accept the ticket at the end of this target once, or raise 401 invalid_ticket."""
-        self._used.remember(self._unused_nonce(target_with_ticket))
+        if not await self._used.claim(await self._unused_nonce(target_with_ticket)):
+            raise invalid_ticket("already used")
 
-    def check(self, target_with_ticket: str) -> None:
+    async def check(self, target_with_ticket: str) -> None:
         """Raise what :meth:`redeem` would raise, without using the ticket (why a browser was refused)."""
-        self._unused_nonce(target_with_ticket)
+        await self._unused_nonce(target_with_ticket)
 
-    def _unused_nonce(self, target_with_ticket: str) -> str:
+    async def _unused_nonce(self, target_with_ticket: str) -> str:
         split = split_ticket(target_with_ticket)
         if split is None:
             raise invalid_ticket("the ticket must be the last query parameter")
@@ -86,6 +91,6 @@ class TicketBook:
         if self._clock_ms() > int(payload["e"]):
             raise invalid_ticket("expired")
         nonce = str(payload["n"])
-        if self._used.seen(nonce):
+        if await self._used.seen(nonce):
             raise invalid_ticket("already used")
         return nonce

@@ -3,6 +3,7 @@ that explains a refusal without using the ticket, and the same-origin rule of th
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,14 +47,21 @@ def test_the_link_keeps_the_ticketed_socket_url_in_its_fragment() -> None:
 
 
 def test_checking_a_ticket_does_not_use_it() -> None:
-    book = TicketBook(lambda: (SECRET,))
-    target = "/v1/exec/interactive/ws?containerId=box"
-    ticket, _ = book.issue(target)
-    book.check(f"{target}&ticket={ticket}")
-    book.check(f"{target}&ticket={ticket}")
-    book.redeem(f"{target}&ticket={ticket}")
-    with pytest.raises(ApiError, match="already used"):
-        book.check(f"{target}&ticket={ticket}")
+    """check() says what redeem() would, without spending the ticket; redeem() spends it once."""
+
+    async def scenario() -> None:
+        book = TicketBook(lambda: (SECRET,))
+        target = "/v1/exec/interactive/ws?containerId=box"
+        ticket, _ = book.issue(target)
+        await book.check(f"{target}&ticket={ticket}")
+        await book.check(f"{target}&ticket={ticket}")
+        await book.redeem(f"{target}&ticket={ticket}")
+        with pytest.raises(ApiError, match="already used"):
+            await book.check(f"{target}&ticket={ticket}")
+        with pytest.raises(ApiError, match="already used"):
+            await book.redeem(f"{target}&ticket={ticket}")
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize(

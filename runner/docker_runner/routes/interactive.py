@@ -246,9 +246,8 @@ _READABLE_ANYWHERE = {"access-control-allow-origin": "*"}
         for status, meaning in _DIAGNOSES.items()
     },
     security=[],
-    sync_to_thread=False,
 )
-def interactive_exec_without_upgrade(request: Request[Any, Any, Any], runtime: RuntimeDep) -> None:
+async def interactive_exec_without_upgrade(request: Request[Any, Any, Any], runtime: RuntimeDep) -> None:
     """426: this route speaks WebSocket. [ext] Browsers do not show why an upgrade was refused, so
     the same URL as a plain GET tells, without using its ticket: 403 ``origin_not_allowed`` or 401
     ``invalid_ticket`` (already used, expired, ...) where the upgrade would be refused, else 426."""
@@ -259,7 +258,7 @@ def interactive_exec_without_upgrade(request: Request[Any, Any, Any], runtime: R
     target = request_target(request.scope)
     if split_ticket(target) is not None:
         try:
-            runtime.tickets.check(target)
+            await runtime.tickets.check(target)
         except ApiError as error:
             error.headers.update(_READABLE_ANYWHERE)
             raise
