@@ -14,7 +14,7 @@ from litestar import Litestar
 from litestar.routes import HTTPRoute, WebSocketRoute
 
 import docker_runner
-from docker_runner import errors
+from docker_runner import errors, http_errors
 from docker_runner.app import create_app
 from tests.support.server import make_settings
 
@@ -146,7 +146,7 @@ def _defined_codes() -> set[str]:
             code = _argument(call, *carrier)
             if isinstance(code, ast.Constant) and isinstance(code.value, str):
                 codes.add(code.value)
-    codes |= set(errors._HTTP_CODES.values()) | set(errors._STATUS_CODES.values())
+    codes |= set(http_errors._HTTP_CODES.values()) | set(errors._STATUS_CODES.values())
     codes |= {code for _pattern, code in errors._MESSAGE_CODES}
     return codes
 
