@@ -1,4 +1,4 @@
-"""Typed arguments and results of the runner's REST routes (PROTOCOL section 3)."""
+"""Typed arguments and results of the runner's REST routes (docs/protocol.md section 3)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class ContainerOpts:
-    """How to create and start a container (PROTOCOL 3.1)."""
+    """How to create and start a container (docs/protocol.md 3.1)."""
 
     image: str
     name: str | None = None
@@ -95,7 +95,7 @@ class ContainerOpts:
 
 @dataclass(frozen=True)
 class ExecOptions:
-    """Options of ``POST /v1/exec/run`` (PROTOCOL 3.2); 0 for a timeout means no bound."""
+    """Options of ``POST /v1/exec/run`` (docs/protocol.md 3.2); 0 for a timeout means no bound."""
 
     workdir: str | None = None
     env: Mapping[str, str] | Sequence[str] | None = None  # {"K": "V"} or ["K=V", ...]
@@ -167,7 +167,7 @@ class ExecOutput:
 
 @dataclass(frozen=True)
 class Ticket:
-    """A single-use browser ticket for one path and query (PROTOCOL 1.1)."""
+    """A single-use browser ticket for one path and query (docs/protocol.md 1.1)."""
 
     ticket: str
     expires_at: int

@@ -1,4 +1,4 @@
-"""Request signing (PROTOCOL section 1): canonical JSON, the payload and the HMAC.
+"""Request signing (docs/protocol.md section 1): canonical JSON, the payload and the HMAC.
 
 Pure functions with no I/O. The runner verifies with the same functions, so a client and
 the runner can never disagree on what a signature covers.

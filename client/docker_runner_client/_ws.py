@@ -1,4 +1,4 @@
-"""Interactive exec sessions over the runner's WebSocket (PROTOCOL 5), sync and async.
+"""Interactive exec sessions over the runner's WebSocket (docs/protocol.md 5), sync and async.
 
 The frame handling is shared (:class:`_SessionState`); the two session classes only move frames.
 A closed connection, on a send as on a receive, raises :class:`RunnerTransportError`, never the

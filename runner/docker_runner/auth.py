@@ -70,7 +70,7 @@ class SignedHeaders:
 def check_headers(
     timestamp: str | None, nonce: str | None, signature: str | None, now_ms: int, skew_ms: int
 ) -> SignedHeaders:
-    """Checks 1 to 3 of PROTOCOL section 1, in order."""
+    """Checks 1 to 3 of docs/protocol.md section 1, in order."""
     if not timestamp or not nonce or not signature:
         raise auth_error("missing_headers", "Missing authentication headers")
     if not timestamp.isascii() or not timestamp.isdigit():

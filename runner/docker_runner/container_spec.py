@@ -1,4 +1,4 @@
-"""ContainerOpts (PROTOCOL 3.1) and the engine create body built from them (pure)."""
+"""ContainerOpts (docs/protocol.md 3.1) and the engine create body built from them (pure)."""
 
 from __future__ import annotations
 

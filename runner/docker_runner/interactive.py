@@ -1,4 +1,4 @@
-"""Interactive exec (PROTOCOL 5), the engine side: start an exec with its stdin attached, relay
+"""Interactive exec (docs/protocol.md 5), the engine side: start an exec with its stdin attached, relay
 its output with backpressure, write its input, resize it, and kill what it started when the
 client goes away.
 

@@ -32,7 +32,7 @@ class ErrorDetail(msgspec.Struct):
 
 
 class ErrorEnvelope(msgspec.Struct):
-    """Every error answer, from every route (PROTOCOL section 2)."""
+    """Every error answer, from every route (docs/protocol.md section 2)."""
 
     error: ErrorDetail
 
@@ -94,7 +94,10 @@ def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="docker-runner",
         version=__version__,
-        description="A Docker Engine behind a signed HTTP API (see PROTOCOL.md). Signed routes need all three headers.",
+        description=(
+            "A Docker Engine behind a signed HTTP API (the wire contract: docs/protocol.md). "
+            "Signed routes need all three headers."
+        ),
         security=SIGNED,
         components=Components(
             security_schemes={

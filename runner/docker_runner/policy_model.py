@@ -66,7 +66,7 @@ class Allow(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     binds: list[BindRule] = msgspec.field(default_factory=list)
     host_namespaces: list[Namespace] = msgspec.field(default_factory=list)
     container_namespaces: bool = False  # network/pid/ipc mode "container:<id>", Cgroup "container:<id>"
-    # user-defined networks to join, by name pattern: any by default (PROTOCOL's networkMode)
+    # user-defined networks to join, by name pattern: any by default (the protocol's networkMode)
     networks: list[str] = msgspec.field(default_factory=lambda: ["*"])
     links: bool = False  # legacy links: they copy the linked container's environment
     cap_add: list[str] = msgspec.field(default_factory=list)

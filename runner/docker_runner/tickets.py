@@ -1,4 +1,4 @@
-"""Browser tickets (PROTOCOL 1.1): single-use, short-lived, bound to one path and query.
+"""Browser tickets (docs/protocol.md 1.1): single-use, short-lived, bound to one path and query.
 
 Browsers cannot set headers on a WebSocket or an EventSource, so a signed-in platform server asks
 for a ticket and hands the browser a URL ending in ``ticket=...``. A ticket is signed with

@@ -1,4 +1,4 @@
-"""Tar archives in and out of containers: base64 JSON and streamed raw tar (PROTOCOL 3)."""
+"""Tar archives in and out of containers: base64 JSON and streamed raw tar (docs/protocol.md 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Authentication over real HTTP: every 401 code, replays, skew, open routes (PROTOCOL 1)."""
+"""Authentication over real HTTP: every 401 code, replays, skew, open routes (docs/protocol.md 1)."""
 
 from __future__ import annotations
 

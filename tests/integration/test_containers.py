@@ -1,4 +1,4 @@
-"""Container lifecycle through the client against the real engine (PROTOCOL 3, 3.1)."""
+"""Container lifecycle through the client against the real engine (docs/protocol.md 3, 3.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every failure path answers the envelope of PROTOCOL section 2, never a stack trace."""
+"""Every failure path answers the envelope of docs/protocol.md section 2, never a stack trace."""
 
 from __future__ import annotations
 

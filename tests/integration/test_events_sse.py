@@ -1,4 +1,4 @@
-"""Docker events over SSE (PROTOCOL 4) against the real engine."""
+"""Docker events over SSE (docs/protocol.md 4) against the real engine."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /v1/exec/run against real containers (PROTOCOL 3.2)."""
+"""POST /v1/exec/run against real containers (docs/protocol.md 3.2)."""
 
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ def test_missing_and_stopped_containers(client: HttpDockerRunnerClient) -> None:
 def test_paused_container_is_not_running(
     client: HttpDockerRunnerClient, container: StartedContainer, docker_api: docker.APIClient
 ) -> None:
-    """An exec in a paused container is 409 container_not_running, as PROTOCOL 3.2 names it."""
+    """An exec in a paused container is 409 container_not_running, as docs/protocol.md 3.2 names it."""
     docker_api.pause(container.container_id)
     try:
         with pytest.raises(Conflict) as caught:

@@ -1,4 +1,4 @@
-"""Interactive exec over WebSocket (PROTOCOL 5) against the real engine."""
+"""Interactive exec over WebSocket (docs/protocol.md 5) against the real engine."""
 
 from __future__ import annotations
 

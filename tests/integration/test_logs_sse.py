@@ -1,4 +1,4 @@
-"""Container logs over SSE (PROTOCOL 4): demultiplexed chunks, follow and not, then end."""
+"""Container logs over SSE (docs/protocol.md 4): demultiplexed chunks, follow and not, then end."""
 
 from __future__ import annotations
 

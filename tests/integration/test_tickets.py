@@ -1,4 +1,4 @@
-"""Browser tickets (PROTOCOL 1.1): single use, one path and query, short-lived, over WS and SSE."""
+"""Browser tickets (docs/protocol.md 1.1): single use, one path and query, short-lived, over WS and SSE."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Header checks and the nonce cache of PROTOCOL section 1 (pure)."""
+"""Header checks and the nonce cache of docs/protocol.md section 1 (pure)."""
 
 from __future__ import annotations
 

@@ -563,7 +563,7 @@ def test_links_denied_then_allowed() -> None:
 
 @pytest.mark.parametrize("mode", ["someone-elses-net", "BRIDGE", "3f57d9401f8d", "Default"])
 def test_networks_outside_the_policys_patterns_are_denied(mode: str) -> None:
-    """Any user-defined network by default (PROTOCOL's networkMode); a narrowed list denies the rest."""
+    """Any user-defined network by default (the protocol's networkMode); a narrowed list denies the rest."""
     _check({"networkMode": mode})
     error = _denied({"networkMode": mode}, Policy(allow=Allow(networks=[])))
     assert error.details == {"field": "HostConfig.NetworkMode", "rule": "networks"}

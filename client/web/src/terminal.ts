@@ -1,5 +1,5 @@
 /**
- * An xterm.js terminal attached to a docker-runner interactive-exec WebSocket (PROTOCOL section 5),
+ * An xterm.js terminal attached to a docker-runner interactive-exec WebSocket (docs/protocol.md section 5),
  * for a platform to embed in its own page:
  *
  *   import { RunnerTerminal } from "./terminal.js";   // dist/terminal.js, with dist/terminal.css

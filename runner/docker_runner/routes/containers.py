@@ -1,4 +1,4 @@
-"""Container lifecycle and lookups (PROTOCOL section 3)."""
+"""Container lifecycle and lookups (docs/protocol.md section 3)."""
 
 from __future__ import annotations
 

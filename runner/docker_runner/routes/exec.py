@@ -1,4 +1,4 @@
-"""``POST /v1/exec/run`` and ``POST /v1/exec/resize`` (PROTOCOL 3.2)."""
+"""``POST /v1/exec/run`` and ``POST /v1/exec/resize`` (docs/protocol.md 3.2)."""
 
 from __future__ import annotations
 

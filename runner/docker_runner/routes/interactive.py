@@ -1,4 +1,4 @@
-"""``GET /v1/exec/interactive/ws`` (PROTOCOL 5): a shell or command over a WebSocket."""
+"""``GET /v1/exec/interactive/ws`` (docs/protocol.md 5): a shell or command over a WebSocket."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Server-sent event streams (PROTOCOL 4) and the browser tickets that open them (1.1)."""
+"""Server-sent event streams (docs/protocol.md 4) and the browser tickets that open them (1.1)."""
 
 from __future__ import annotations
 
