@@ -99,6 +99,7 @@ async def remove(engine: Engine, scope: Scope, reference: str, force: bool, remo
     except ApiError as error:
         if error.kind is not Kind.NOT_FOUND and error.code != "removal_in_progress":
             raise
+    scope.forget(reference)
 
 
 async def inspect(engine: Engine, scope: Scope, reference: str) -> dict[str, Any]:

@@ -118,8 +118,11 @@ def kill_marked_processes(api: APIClient, container_id: str, marker: str) -> boo
 
 
 def wait_exit_code(api: APIClient, exec_id: str) -> int | None:
+    """The exec's exit code once the engine reports it ended. Its output ends with the process, and
+    the engine marks the exec ended a moment later: the first look is usually enough, the next
+    ones come quickly."""
     deadline = time.monotonic() + EXIT_CODE_WAIT_SECONDS
-    delay = 0.005
+    delay = 0.001
     while True:
         state = api.exec_inspect(exec_id)
         if not state.get("Running"):

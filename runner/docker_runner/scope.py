@@ -2,8 +2,11 @@
 
 By default only what it created (label ``dev.docker-runner.managed=true``): anything else answers
 404 as if it did not exist. ``DOCKER_RUNNER_SCOPE=all`` lifts this for operators who need it.
-Full ids already seen to be managed are remembered (ids are never reused), so the common case of
-a client using the id it got from ``start`` costs no extra engine call.
+Full ids already seen to be managed are remembered (ids are never reused, and labels never change),
+so the common case of a client using the id it got from ``start`` costs no extra engine call: an
+exec's own create then answers 404 for a container that is gone and 409 for one that is stopped.
+Names and short ids are resolved by an inspect each time (a name can be given to another
+container). The memory is bounded, and a container the runner removes is forgotten.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class Scope:
         self._known.move_to_end(container_id)
         while len(self._known) > KNOWN_IDS_KEPT:
             self._known.popitem(last=False)
+
+    def forget(self, container_id: str) -> None:
+        """The container is gone: its verdict is no longer needed (ids are never reused)."""
+        self._known.pop(container_id, None)
 
     def label_filters(self) -> list[str]:
         """Label filters that keep listings and event streams to the runner's own containers."""

@@ -283,3 +283,35 @@ def test_stdin_is_base64_on_the_wire(runner: RunningServer, container: StartedCo
     }
     response = signed_request(runner.url, "POST", "/v1/exec/run", json_body=body)
     assert response.json()["stdout"] == "raw bytes"
+
+
+def test_an_exec_on_a_known_container_costs_only_the_engines_exec_calls(
+    runner: RunningServer, client: HttpDockerRunnerClient
+) -> None:
+    """No inspect before an exec of a container the runner knows by its full id: create, start and
+    inspect of the exec only; the exec's own create answers 409 for a stopped container, 404 for a gone one."""
+    started = client.start_container(sleeper_opts(auto_remove=False))
+    api = runner.runtime.engine.api()
+    paths: list[str] = []
+
+    def record(response: object, *_args: object, **_kwargs: object) -> None:
+        paths.append(f"{response.request.method} {response.request.path_url.split('?')[0]}")  # type: ignore[attr-defined]
+
+    api.hooks["response"].append(record)
+    try:
+        assert client.exec_run(started.container_id, ["echo", "hi"]).stdout == "hi\n"
+        calls = [path.split("/v1.", 1)[-1].split("/", 1)[-1] for path in paths if "/exec" in path or "/json" in path]
+        inspects = [call for call in calls if call == f"containers/{started.container_id}/json"]
+        assert not inspects, paths  # (the reaper's and the gauges' own listings may come and go meanwhile)
+        assert any(call.endswith("/exec") for call in calls) and any(call.endswith("/start") for call in calls)
+        client.stop_container(started.container_id, timeout_sec=0)
+        with pytest.raises(Conflict) as stopped:
+            client.exec_run(started.container_id, "true")
+        assert stopped.value.code == "container_not_running"
+        client.remove_container(started.container_id, force=True)
+        with pytest.raises(NotFound) as gone:
+            client.exec_run(started.container_id, "true")
+        assert gone.value.code == "no_such_container"
+    finally:
+        api.hooks["response"].remove(record)
+        client.remove_container(started.container_id, force=True)
