@@ -9,7 +9,8 @@
 #   swarm-bed.sh up [N] [--managers M] [--overlay NAME]
 #                       N=2..4 engines (default 3); M=1 or 3 managers (default 1); NAME: an
 #                       attachable overlay network (use endpoint_mode dnsrr: no VIPs here).
-#                       Idempotent: an existing bed of the same size is reused.
+#                       Idempotent: an existing bed is reused (a dead engine started again,
+#                       a smaller bed grown, roles set to M); a bigger one is refused.
 #   swarm-bed.sh status                   each engine's state, then `node ls` from a manager
 #   swarm-bed.sh kill N [--with-containers]  SIGKILL node N's dockerd (a lost host); its
 #                       containers keep running unless --with-containers
@@ -135,13 +136,12 @@ start_engines() {   # in parallel: an engine takes about a second to start
 }
 
 load_images() {   # no registry: copy the test image from the main engine
-  local i p fail=0 pids=()
-  for i in "$@"; do d "$i" image inspect "$IMAGE" >/dev/null 2>&1 || pids+=("$i"); done
-  [ "${#pids[@]}" -gt 0 ] || return 0
+  local i p fail=0 missing=() pids=()
+  for i in "$@"; do d "$i" image inspect "$IMAGE" >/dev/null 2>&1 || missing+=("$i"); done
+  [ "${#missing[@]}" -gt 0 ] || return 0
   [ -s "$RUN/image.tar" ] || { docker -H "$MAIN" save -o "$RUN/image.tar.part" "$IMAGE" &&
     mv "$RUN/image.tar.part" "$RUN/image.tar"; } || die "cannot save $IMAGE from $MAIN (is it there?)"
-  local nodes_=("${pids[@]}"); pids=()
-  for i in "${nodes_[@]}"; do d "$i" load -q -i "$RUN/image.tar" >/dev/null & pids+=($!); done
+  for i in "${missing[@]}"; do d "$i" load -q -i "$RUN/image.tar" >/dev/null & pids+=($!); done
   for p in "${pids[@]}"; do wait "$p" || fail=1; done
   [ "$fail" = 0 ] || die "the image load failed on some node"
 }
