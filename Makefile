@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ENV_FILE ?= .env
 
-.PHONY: run test test-unit lint format bench clean up up-monitoring down logs image engine
+.PHONY: run test test-unit test-cluster lint format bench clean up up-monitoring down logs image engine
 .PHONY: web web-if-possible clean-web bench-terminal
 
 $(STAMP): pyproject.toml
@@ -31,6 +31,11 @@ engine:
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## test-cluster: tests/cluster alone, on a real three-engine Swarm (scripts/swarm-bed.sh: needs root; the tests
+## skip without it unless RUNNER_REQUIRE_CLUSTER=1). `make test` runs them too.
+test-cluster: $(STAMP)
+	RUNNER_REQUIRE_CLUSTER=$(RUNNER_REQUIRE_CLUSTER) $(BIN)/python -m pytest tests/cluster $(PYTEST_ARGS)
 
 ## lint: ruff check, ruff format --check, mypy --strict on both packages
 lint: $(STAMP)
