@@ -10,6 +10,7 @@ import pytest
 
 from docker_runner_client import ContainerOpts, HttpDockerRunnerClient, StartedContainer
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE, engine_problem, sweep
+from tests.support.redis_server import RedisServer, redis_problem, running_redis
 from tests.support.server import TEST_SECRET, RunningServer, running_runner
 
 _engine_problem: str | None = None
@@ -71,3 +72,16 @@ def container(client: HttpDockerRunnerClient) -> Iterator[StartedContainer]:
         yield started
     finally:
         client.remove_container(started.container_id, force=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port (nothing persisted); .url is redis://127.0.0.1:PORT/0.
+    Skipped without redis-server, failed instead where CI asks for the engines (RUNNER_REQUIRE_*=1)."""
+    problem = redis_problem()
+    if problem is not None:
+        if "1" in (os.environ.get("RUNNER_REQUIRE_CLUSTER"), os.environ.get("RUNNER_REQUIRE_DOCKER")):
+            pytest.fail(f"redis-server is required but {problem}")
+        pytest.skip(problem)
+    with running_redis() as server:
+        yield server

@@ -12,7 +12,6 @@ from typing import NoReturn
 
 import pytest
 
-from tests.support.redis_server import RedisServer, redis_problem, running_redis
 from tests.support.swarm_bed import (
     NODE_COUNT,
     OVERLAY_NETWORK,
@@ -73,13 +72,3 @@ def node_outage(swarm_bed: SwarmBed) -> Iterator[NodeOutage]:
         yield outage
     finally:
         outage.restore()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server on a free loopback port (nothing persisted); .url is redis://127.0.0.1:PORT/0."""
-    problem = redis_problem()
-    if problem is not None:
-        _unavailable(problem)
-    with running_redis() as server:
-        yield server
