@@ -32,6 +32,7 @@ from ._models import (
     JobEvent,
     JobResources,
     LogChunk,
+    ManagedContainer,
     PoolStats,
     RunResult,
     StartedContainer,
@@ -309,6 +310,13 @@ class HttpDockerRunnerClient:
 
     def ensure_image(self, image: str, platform: str | None = None) -> None:
         self._run(routes.ensure_image(image, platform))
+
+    def list_containers(
+        self, *, all_containers: bool = False, labels: Mapping[str, str] | None = None
+    ) -> list[ManagedContainer]:
+        """The containers in the runner's scope (running ones unless ``all_containers``), oldest
+        first, with their TTL and the seconds left of it [ext]; ``labels`` they all carry."""
+        return self._run(routes.list_containers(all_containers, labels))
 
     def start_container(self, opts: ContainerOpts) -> StartedContainer:
         return self._run(routes.start_container(opts))
@@ -618,6 +626,12 @@ class AsyncHttpDockerRunnerClient:
 
     async def ensure_image(self, image: str, platform: str | None = None) -> None:
         await self._run(routes.ensure_image(image, platform))
+
+    async def list_containers(
+        self, *, all_containers: bool = False, labels: Mapping[str, str] | None = None
+    ) -> list[ManagedContainer]:
+        """See ``HttpDockerRunnerClient.list_containers``."""
+        return await self._run(routes.list_containers(all_containers, labels))
 
     async def start_container(self, opts: ContainerOpts) -> StartedContainer:
         return await self._run(routes.start_container(opts))
