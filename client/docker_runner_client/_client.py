@@ -471,6 +471,21 @@ class HttpDockerRunnerClient:
         )
         return self._run(route)
 
+    def run_tests_tar(
+        self,
+        image: str,
+        tar: bytes | Path,
+        *,
+        test_cmd: str | None = None,
+        timeout: float | None = None,
+        workdir: str | None = None,
+        removed_files: Sequence[str] = (),
+    ) -> TestResult:
+        """``run_tests`` with a patch tar made elsewhere (plain, gzip, bzip2 or xz), sent as it is; a
+        file is streamed from disk."""
+        route = routes.run_tests(image, tar, list(removed_files), test_cmd, _milliseconds(timeout), workdir)
+        return self._run(route)
+
     def pools(self) -> list[PoolStats]:
         """Per-pool figures: size, idle, in use, created, destroyed, health failures, acquisitions."""
         return self._run(routes.pools())
@@ -784,6 +799,20 @@ class AsyncHttpDockerRunnerClient:
         route = routes.run_tests(
             image, tar_bytes(modified_files), list(removed_files), test_cmd, _milliseconds(timeout), workdir
         )
+        return await self._run(route)
+
+    async def run_tests_tar(
+        self,
+        image: str,
+        tar: bytes | Path,
+        *,
+        test_cmd: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the tests' own bound, sent to the runner
+        workdir: str | None = None,
+        removed_files: Sequence[str] = (),
+    ) -> TestResult:
+        """See ``HttpDockerRunnerClient.run_tests_tar``."""
+        route = routes.run_tests(image, tar, list(removed_files), test_cmd, _milliseconds(timeout), workdir)
         return await self._run(route)
 
     async def pools(self) -> list[PoolStats]:

@@ -309,7 +309,7 @@ def run(
 
 def run_tests(
     image: str,
-    tar: bytes,
+    tar: bytes | Path,
     removed: list[str],
     test_cmd: str | None,
     timeout_ms: int | None,
