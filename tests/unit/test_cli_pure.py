@@ -90,6 +90,16 @@ def test_common_options_before_or_after_the_command() -> None:
     assert (neither.json, neither.url) == (False, None)
 
 
+def test_exec_timeout_is_in_seconds() -> None:
+    """--timeout 1.5 is 1500 ms; a negative or non-number timeout is a usage error (exit 2)."""
+    parsed = build_parser().parse_args(["exec", "--timeout", "1.5", "box", "sh", "-c", "true"])
+    assert (values.milliseconds(parsed.timeout), parsed.command) == (1500, ["sh", "-c", "true"])
+    for bad in ("-1", "soon", "inf"):
+        with pytest.raises(SystemExit) as caught:
+            build_parser().parse_args(["exec", "--timeout", bad, "box", "true"])
+        assert caught.value.code == 2
+
+
 def test_option_values() -> None:
     """KEY=VALUE pairs, filters (container events unless a type is given), times, remote paths, commands."""
     assert values.key_values(["a=1", "b=x=y", "c="], "--env") == {"a": "1", "b": "x=y", "c": ""}
