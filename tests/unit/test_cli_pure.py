@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from docker_runner_client import (
 from docker_runner_client._cli import args as values
 from docker_runner_client._cli import build_parser, exits
 from docker_runner_client._cli.containers import ps_rows, start_opts
+from docker_runner_client._cli.copy import extract, renamed
 from docker_runner_client._cli.output import ago, duration, table
 
 
@@ -164,3 +167,65 @@ def test_ps_rows_show_the_ttl_left() -> None:
     assert [row[-1] for row in rows] == ["-", "unknown", "9m58s"]
     assert rows[0][:5] == ["a" * 12, "box", "img", "running", "1m00s ago"]
     assert ps_rows([listed(None, None)], now=1060, full_ids=True)[0][0] == "a" * 64
+
+
+def _tar(*members: tuple[tarfile.TarInfo, bytes]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for info, content in members:
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content) if content else None)
+    buffer.seek(0)
+    return buffer
+
+
+def _file(name: str, content: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), content
+
+
+def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, b""
+
+
+def test_extract_into_a_directory_or_as_a_new_name(tmp_path: Path) -> None:
+    """Into an existing directory the tar's top entry keeps its name; else it takes the new one
+    (hard links renamed along); an absolute symlink is kept as it is, as docker cp keeps it."""
+    archive = [
+        _file("etc/hostname", b"box\n"),
+        _link("etc/mtab", "/proc/mounts"),
+        _link("etc/copy", "etc/hostname", tarfile.LNKTYPE),
+    ]
+    (tmp_path / "into").mkdir()
+    extract(_tar(*archive), tmp_path / "into")
+    assert (tmp_path / "into" / "etc" / "hostname").read_bytes() == b"box\n"
+    extract(_tar(*archive), tmp_path / "new")
+    assert (tmp_path / "new" / "copy").read_bytes() == b"box\n"
+    assert (tmp_path / "new" / "mtab").readlink() == Path("/proc/mounts")
+    assert renamed("etc/a/b", "new") == "new/a/b" and renamed("hostname", "n") == "n"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        [_file("../escaped")],
+        [_link("top/out", "/"), _file("top/out/escaped")],
+        [_link("top/hard", "/etc/passwd", tarfile.LNKTYPE)],
+    ],
+)
+def test_extract_refuses_what_leaves_the_destination(
+    tmp_path: Path, hostile: list[tuple[tarfile.TarInfo, bytes]]
+) -> None:
+    """Nothing lands outside the destination: no escape by .., through a link, or by a hard link out."""
+    (tmp_path / "into").mkdir()
+    with pytest.raises(exits.CliError):
+        extract(_tar(*hostile), tmp_path / "into")
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_extract_roots_absolute_names_in_the_destination(tmp_path: Path) -> None:
+    """An absolute entry name loses its leading slash: it lands inside the destination."""
+    (tmp_path / "into").mkdir()
+    extract(_tar(_file("/abs/inside")), tmp_path / "into")
+    assert (tmp_path / "into" / "abs" / "inside").read_bytes() == b"x"
