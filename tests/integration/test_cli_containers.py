@@ -161,7 +161,7 @@ def test_help_on_every_command(runner: RunningServer) -> None:
         "cp",
         "logs",
         "events",
-    }
+    } | {"jobs", "job", "pools"}
     code, stdout, _ = text(cli(runner.url, "--help"))
     assert code == 0 and "exit codes:" in stdout and "124  timeout" in stdout
     for path in paths:

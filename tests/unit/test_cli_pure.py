@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from docker_runner_client import (
     DockerRunnerRequestError,
     ExecTimeout,
     Forbidden,
+    Job,
+    JobError,
     ManagedContainer,
     NotFound,
     RunnerTimeout,
@@ -27,7 +30,9 @@ from docker_runner_client._cli import args as values
 from docker_runner_client._cli import build_parser, exits
 from docker_runner_client._cli.containers import ps_rows, start_opts
 from docker_runner_client._cli.copy import extract, renamed
-from docker_runner_client._cli.output import ago, duration, table
+from docker_runner_client._cli.jobs import event_json, job_exit_code
+from docker_runner_client._cli.output import ago, camel, duration, table, to_json
+from docker_runner_client._models import JobLog
 
 
 def _error(cls: type[DockerRunnerError], code: str = "x") -> DockerRunnerError:
@@ -167,6 +172,24 @@ def test_ps_rows_show_the_ttl_left() -> None:
     assert [row[-1] for row in rows] == ["-", "unknown", "9m58s"]
     assert rows[0][:5] == ["a" * 12, "box", "img", "running", "1m00s ago"]
     assert ps_rows([listed(None, None)], now=1060, full_ids=True)[0][0] == "a" * 64
+
+
+def _job(status: str, exit_code: int | None = None, error: str | None = None) -> Job:
+    return Job(
+        "j", status, "img", "c", {}, 0, exit_code, JobError(error, "") if error else None, 0, None, None, 0, 0, 0, 0
+    )
+
+
+def test_job_exit_codes_and_json() -> None:
+    """completed 0, failed with its code, timed out 124, cancelled or unstarted 1; events keep their type."""
+    assert job_exit_code(_job("completed", 0)) == 0
+    assert job_exit_code(_job("error", 4, "job_failed")) == 4
+    assert job_exit_code(_job("error", 137, "job_timeout")) == 124
+    assert job_exit_code(_job("cancelled", 137)) == 1
+    assert job_exit_code(_job("error", None, "no_such_image")) == 1
+    assert event_json(JobLog("stderr", "warn", 7)) == {"type": "log", "id": 7, "stream": "stderr", "line": "warn"}
+    assert to_json(_job("completed", 0))["jobId"] == "j" and camel("acquire_wait_ms_avg") == "acquireWaitMsAvg"
+    assert json.dumps(to_json({"b": b"\xff"})) == '{"b": "\\ufffd"}'
 
 
 def _tar(*members: tuple[tarfile.TarInfo, bytes]) -> io.BytesIO:
