@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .._client import HttpDockerRunnerClient
 from .._exceptions import DockerRunnerError
-from . import containers, copy, execs, jobs, streams, terminal
+from . import containers, copy, execs, jobs, shell, streams, terminal
 from .commands import add_common
 from .exits import (
     BROKEN_PIPE,
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common(parser, top=True)
     commands = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
-    for module in (containers, execs, copy, streams, jobs, terminal):
+    for module in (containers, execs, copy, shell, streams, jobs, terminal):
         module.register(commands)
     return parser
 
