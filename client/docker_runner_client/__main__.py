@@ -1,100 +1,16 @@
 """``docker-runner-client`` / ``python -m docker_runner_client``: the client from a shell.
 
-    docker-runner-client terminal CONTAINER [--command CMD] [--workdir DIR] [--ttl-ms MS] [--open]
-
-prints a link to the runner's browser terminal on a tty exec in CONTAINER (``/bin/sh``, or CMD run
-with ``/bin/sh -lc``). The link carries a single-use ticket in its fragment: it opens one session,
-and only within its TTL. The runner and its secret: ``--url`` or DOCKER_RUNNER_URL, and
-DOCKER_RUNNER_SHARED_SECRET. The runner must serve the page (DOCKER_RUNNER_UI=true).
+The commands are in :mod:`docker_runner_client._cli`; ``docker-runner-client --help`` lists them,
+with the exit codes.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-import webbrowser
-from collections.abc import Sequence
 
-import httpx
+from ._cli import main
 
-from ._client import HttpDockerRunnerClient
-from ._exceptions import DockerRunnerError
-from ._routes import TERMINAL_PAGE
-
-CLI_TTL_MS = 60_000  # a person copies the link: the longest a ticket may live
-
-
-def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="docker-runner-client", description="Client of a docker-runner.")
-    parser.add_argument("--url", help="the runner (DOCKER_RUNNER_URL, default http://127.0.0.1:7071)")
-    commands = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
-    terminal = commands.add_parser(
-        "terminal",
-        help="print a link to a browser terminal in a container",
-        description="Mint a single-use ticket for a tty exec in CONTAINER and print the link to the "
-        "runner's terminal page (the runner needs DOCKER_RUNNER_UI=true).",
-    )
-    terminal.add_argument("container", metavar="CONTAINER", help="the container's id or name")
-    terminal.add_argument("--command", help="a command line, run with /bin/sh -lc (default: an interactive /bin/sh)")
-    terminal.add_argument("--workdir", help="the exec's working directory")
-    terminal.add_argument(
-        "--ttl-ms", type=int, default=CLI_TTL_MS, help=f"how long the link may wait to be opened (default {CLI_TTL_MS})"
-    )
-    terminal.add_argument("--open", action="store_true", help="open the link in the default browser")
-    return parser.parse_args(argv)
-
-
-def _page_problem(client: HttpDockerRunnerClient) -> str | None:
-    """Why the runner does not serve the terminal page, or None when it does."""
-    try:
-        answer = httpx.get(client.base_url + TERMINAL_PAGE, timeout=10)
-    except httpx.HTTPError as exc:
-        return f"cannot reach {client.base_url}: {exc}"
-    if answer.status_code == 200:
-        return None
-    try:
-        error = answer.json()["error"]
-        code, message = error["code"], error["message"]
-    except (ValueError, KeyError, TypeError):
-        return f"{client.base_url}{TERMINAL_PAGE} answered {answer.status_code}"
-    if code == "ui_not_built":
-        return str(message)
-    return (
-        f"{client.base_url}{TERMINAL_PAGE} answered {answer.status_code} {code}: "
-        "start the runner with DOCKER_RUNNER_UI=true to serve the browser terminal"
-    )
-
-
-def _terminal(client: HttpDockerRunnerClient, args: argparse.Namespace) -> int:
-    problem = _page_problem(client)
-    if problem is not None:
-        print(f"docker-runner-client: {problem}", file=sys.stderr)
-        return 1
-    url = client.terminal_url(args.container, args.command, workdir=args.workdir, ttl_ms=args.ttl_ms)
-    print(url)
-    print(
-        f"docker-runner-client: the link opens one session, within {args.ttl_ms / 1000:g} s",
-        file=sys.stderr,
-    )
-    if args.open and not webbrowser.open(url):
-        print("docker-runner-client: no browser could be started; open the link by hand", file=sys.stderr)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _arguments(argv)
-    try:
-        client = HttpDockerRunnerClient(args.url)
-    except ValueError as exc:  # no secret
-        print(f"docker-runner-client: {exc}", file=sys.stderr)
-        return 2
-    with client:
-        try:
-            return _terminal(client, args)
-        except DockerRunnerError as exc:
-            print(f"docker-runner-client: {exc}", file=sys.stderr)
-            return 1
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,6 +32,7 @@ from ._models import (
     JobEvent,
     JobResources,
     LogChunk,
+    ManagedContainer,
     PoolStats,
     RunResult,
     StartedContainer,
@@ -310,6 +311,13 @@ class HttpDockerRunnerClient:
     def ensure_image(self, image: str, platform: str | None = None) -> None:
         self._run(routes.ensure_image(image, platform))
 
+    def list_containers(
+        self, *, all_containers: bool = False, labels: Mapping[str, str] | None = None
+    ) -> list[ManagedContainer]:
+        """The containers in the runner's scope (running ones unless ``all_containers``), oldest
+        first, with their TTL and the seconds left of it [ext]; ``labels`` they all carry."""
+        return self._run(routes.list_containers(all_containers, labels))
+
     def start_container(self, opts: ContainerOpts) -> StartedContainer:
         return self._run(routes.start_container(opts))
 
@@ -461,6 +469,21 @@ class HttpDockerRunnerClient:
         route = routes.run_tests(
             image, tar_bytes(modified_files), list(removed_files), test_cmd, _milliseconds(timeout), workdir
         )
+        return self._run(route)
+
+    def run_tests_tar(
+        self,
+        image: str,
+        tar: bytes | Path,
+        *,
+        test_cmd: str | None = None,
+        timeout: float | None = None,
+        workdir: str | None = None,
+        removed_files: Sequence[str] = (),
+    ) -> TestResult:
+        """``run_tests`` with a patch tar made elsewhere (plain, gzip, bzip2 or xz), sent as it is; a
+        file is streamed from disk."""
+        route = routes.run_tests(image, tar, list(removed_files), test_cmd, _milliseconds(timeout), workdir)
         return self._run(route)
 
     def pools(self) -> list[PoolStats]:
@@ -619,6 +642,12 @@ class AsyncHttpDockerRunnerClient:
     async def ensure_image(self, image: str, platform: str | None = None) -> None:
         await self._run(routes.ensure_image(image, platform))
 
+    async def list_containers(
+        self, *, all_containers: bool = False, labels: Mapping[str, str] | None = None
+    ) -> list[ManagedContainer]:
+        """See ``HttpDockerRunnerClient.list_containers``."""
+        return await self._run(routes.list_containers(all_containers, labels))
+
     async def start_container(self, opts: ContainerOpts) -> StartedContainer:
         return await self._run(routes.start_container(opts))
 
@@ -770,6 +799,20 @@ class AsyncHttpDockerRunnerClient:
         route = routes.run_tests(
             image, tar_bytes(modified_files), list(removed_files), test_cmd, _milliseconds(timeout), workdir
         )
+        return await self._run(route)
+
+    async def run_tests_tar(
+        self,
+        image: str,
+        tar: bytes | Path,
+        *,
+        test_cmd: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the tests' own bound, sent to the runner
+        workdir: str | None = None,
+        removed_files: Sequence[str] = (),
+    ) -> TestResult:
+        """See ``HttpDockerRunnerClient.run_tests_tar``."""
+        route = routes.run_tests(image, tar, list(removed_files), test_cmd, _milliseconds(timeout), workdir)
         return await self._run(route)
 
     async def pools(self) -> list[PoolStats]:

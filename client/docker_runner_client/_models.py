@@ -9,6 +9,10 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
@@ -287,6 +291,35 @@ class StartedContainer:
 
 
 @dataclass(frozen=True)
+class ManagedContainer:
+    """A container in the runner's scope, as ``GET /v1/containers`` lists it. ``status`` is the
+    engine's state (running, exited, ...); ``created_at`` epoch ms. ``ttl_left_seconds`` is None
+    without a TTL, or when another runner instance reaps the container."""
+
+    container_id: str
+    name: str
+    image: str
+    status: str
+    created_at: int
+    labels: Mapping[str, str]
+    ttl_seconds: int | None
+    ttl_left_seconds: int | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ManagedContainer:
+        return cls(
+            container_id=str(body["containerId"]),
+            name=str(body.get("name", "")),
+            image=str(body.get("image", "")),
+            status=str(body.get("status", "")),
+            created_at=int(body.get("createdAt", 0)),
+            labels={str(key): str(value) for key, value in (body.get("labels") or {}).items()},
+            ttl_seconds=_optional_int(body.get("ttlSeconds")),
+            ttl_left_seconds=_optional_int(body.get("ttlLeftSeconds")),
+        )
+
+
+@dataclass(frozen=True)
 class ExecResult:
     stdout: str
     stderr: str
@@ -332,10 +365,6 @@ class JobError:
 
 
 JOB_ENDED = ("completed", "error", "cancelled")
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from ._models import (
     ExecResult,
     Job,
     JobResources,
+    ManagedContainer,
     PoolStats,
     RunResult,
     StartedContainer,
@@ -91,6 +92,15 @@ def ensure_image(image: str, platform: str | None) -> Route[None]:
     if platform is not None:
         body["platform"] = platform
     return Route(Call("POST", "/v1/images/ensure", json=body), _nothing)
+
+
+def list_containers(all_containers: bool, labels: Mapping[str, str] | None) -> Route[list[ManagedContainer]]:
+    query = {"all": _flag(all_containers), "labels": json.dumps(dict(labels)) if labels else None}
+
+    def parse(response: httpx.Response) -> list[ManagedContainer]:
+        return [ManagedContainer.from_json(item) for item in _json_object(response)["containers"]]
+
+    return Route(Call("GET", "/v1/containers", query=_present(query)), parse)
 
 
 def start_container(opts: ContainerOpts) -> Route[StartedContainer]:
@@ -299,7 +309,7 @@ def run(
 
 def run_tests(
     image: str,
-    tar: bytes,
+    tar: bytes | Path,
     removed: list[str],
     test_cmd: str | None,
     timeout_ms: int | None,

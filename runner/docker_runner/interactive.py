@@ -190,7 +190,21 @@ class InteractiveExec:
             _shutdown(self._raw, socket.SHUT_WR)
 
     async def resize(self, cols: int, rows: int) -> None:
-        await self._engine.run(lambda api: api.exec_resize(self.exec_id, height=rows, width=cols))
+        """Resize the exec's tty. A process that has ended already is not resized, and that is no
+        error: a window resized as the process exits (or a resize sent as a short command ends)
+        would otherwise end the client's session with an error frame instead of the exit code."""
+        try:
+            await self._engine.run(lambda api: api.exec_resize(self.exec_id, height=rows, width=cols))
+        except ApiError:
+            if await self._still_running():
+                raise
+
+    async def _still_running(self) -> bool:
+        try:
+            state = await self._engine.run(lambda api: api.exec_inspect(self.exec_id))
+        except ApiError:
+            return False  # gone with its container: the output's end says the rest
+        return bool(state.get("Running"))
 
     def _state(self, api: APIClient) -> _State:
         exec_state = api.exec_inspect(self.exec_id)

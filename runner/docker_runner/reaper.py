@@ -4,15 +4,18 @@ Last use lives in memory, and a running exec counts as use; a container the runn
 of (it restarted) counts as used when the runner started, so a restart delays reaping by at most
 one TTL and never reaps early.
 Each runner reaps only the containers labelled with its own instance name
-(``DOCKER_RUNNER_INSTANCE``), which a restart keeps.
+(``DOCKER_RUNNER_INSTANCE``), which a restart keeps. ``GET /v1/containers`` [ext] lists the
+managed containers with what is left of each TTL, as this runner counts it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -54,19 +57,74 @@ class TouchLog:
         return self._clock()
 
 
+def ttl_seconds(labels: Mapping[str, str] | None) -> int | None:
+    """The TTL a container was created with (its label), or None when it has none."""
+    try:
+        return int((labels or {})[TTL_LABEL])
+    except (KeyError, ValueError):
+        return None
+
+
+def seconds_left(item: Mapping[str, Any], touches: TouchLog) -> float | None:
+    """Seconds until a listed container's TTL passes (0 or less: due), None without a TTL (pure)."""
+    ttl = ttl_seconds(item.get("Labels"))
+    if ttl is None:
+        return None
+    last_use = touches.last_use(str(item["Id"]), float(item.get("Created", 0)))
+    return ttl - (touches.now() - last_use)
+
+
 def expired_ids(listed: Iterable[Mapping[str, Any]], touches: TouchLog) -> list[str]:
     """Containers whose TTL has passed since their last use (pure)."""
-    now = touches.now()
     expired = []
     for item in listed:
-        try:
-            ttl = int((item.get("Labels") or {})[TTL_LABEL])
-        except (KeyError, ValueError):
-            continue
-        container_id = str(item["Id"])
-        if now - touches.last_use(container_id, float(item.get("Created", 0))) >= ttl:
-            expired.append(container_id)
+        left = seconds_left(item, touches)
+        if left is not None and left <= 0:
+            expired.append(str(item["Id"]))
     return expired
+
+
+@dataclass(frozen=True)
+class ListedContainer:
+    """A managed container as ``GET /v1/containers`` [ext] answers it. ``ttl_left_seconds`` is what
+    this runner knows: None without a TTL, or for another instance's container (its runner keeps
+    the last use)."""
+
+    container_id: str
+    name: str
+    image: str
+    status: str
+    created_at: int  # epoch ms
+    labels: dict[str, str]
+    ttl_seconds: int | None
+    ttl_left_seconds: int | None
+
+
+def listed_container(item: Mapping[str, Any], touches: TouchLog, instance: str) -> ListedContainer:
+    """One engine listing entry with its TTL left (pure)."""
+    labels = {str(key): str(value) for key, value in (item.get("Labels") or {}).items()}
+    left = seconds_left(item, touches) if labels.get(INSTANCE_LABEL) == instance else None
+    names = item.get("Names") or []
+    return ListedContainer(
+        container_id=str(item["Id"]),
+        name=str(names[0]).lstrip("/") if names else "",
+        image=str(item.get("Image", "")),
+        status=str(item.get("State", "")),
+        created_at=int(item.get("Created", 0)) * 1000,
+        labels=labels,
+        ttl_seconds=ttl_seconds(labels),
+        ttl_left_seconds=None if left is None else max(0, math.ceil(left)),
+    )
+
+
+async def list_containers(
+    engine: Engine, touches: TouchLog, instance: str, label_filters: list[str], include_stopped: bool
+) -> list[ListedContainer]:
+    """The containers matching ``label_filters`` (the scope's and the caller's), oldest first."""
+    filters = {"label": label_filters} if label_filters else {}
+    listed = await engine.run(lambda api: api.containers(all=include_stopped, filters=filters))
+    ordered = sorted(listed, key=lambda item: (int(item.get("Created", 0)), str(item["Id"])))
+    return [listed_container(item, touches, instance) for item in ordered]
 
 
 def _remove(api: APIClient, container_id: str) -> None:

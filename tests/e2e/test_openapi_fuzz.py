@@ -107,6 +107,7 @@ def test_openapi_document_is_open_and_complete(fuzzed_runner: RunningServer) -> 
     document = httpx.get(fuzzed_runner.url + "/openapi.json").json()
     paths = document["paths"]
     for path in (
+        "/v1/containers",
         "/v1/containers/start",
         "/v1/containers/stop",
         "/v1/containers/remove",

@@ -150,6 +150,28 @@ async def _output_ends_before_the_process(container_id: str) -> tuple[int, float
         engine.close()
 
 
+async def _resize_after_the_end(container_id: str, docker_api: docker.APIClient) -> None:
+    engine = Engine(make_settings(), None)
+    lease = engine.lease_stream()
+    session = await InteractiveExec.start(engine, ExecQuery(container_id, ["true"], tty=True), lease)
+    try:
+        wait_for(lambda: not docker_api.exec_inspect(session.exec_id)["Running"], timeout=10, what="true to end")
+        await session.resize(100, 30)  # the engine refuses it; the session does not fail for it
+        await session.aclose()
+        assert await session.end() == 0
+    finally:
+        lease.release()
+        engine.close()
+
+
+def test_a_resize_after_the_process_ended_is_no_error(
+    container: StartedContainer, docker_api: docker.APIClient
+) -> None:
+    """A resize that reaches the engine after the process ended (a short command, a window resized
+    as the shell exits) is dropped: the session still ends with the exit code, not an error frame."""
+    anyio.run(_resize_after_the_end, container.container_id, docker_api)
+
+
 def test_a_process_outliving_its_output_is_killed_and_reported(
     container: StartedContainer, docker_api: docker.APIClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -380,3 +380,19 @@ async def _next_creation(bench: workloads.Workbench, known: set[asyncio.Task[Any
             return started[0]
         assert time.monotonic() < deadline, "no creation started"
         await asyncio.sleep(0)
+
+
+def test_a_ready_made_tar_travels_as_it_is(client: HttpDockerRunnerClient, tmp_path: Path) -> None:
+    """run_tests_tar sends a gzip tar (bytes, or a file streamed from disk) to PUT /v1/test unchanged."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("run_tests.sh")
+        script = b"echo from the tar; exit 4\n"
+        info.size = len(script)
+        archive.addfile(info, io.BytesIO(script))
+    from_bytes = client.run_tests_tar(TEST_IMAGE, buffer.getvalue())
+    assert (from_bytes.exit_code, from_bytes.test_output) == (4, "from the tar\n")
+    patch = tmp_path / "patch.tar.gz"
+    patch.write_bytes(buffer.getvalue())
+    from_file = client.run_tests_tar(TEST_IMAGE, patch, test_cmd="cat /testbed/run_tests.sh")
+    assert (from_file.exit_code, from_file.test_output) == (0, script.decode())

@@ -58,3 +58,10 @@ def test_patch_entries_are_public_bytes() -> None:
     executable = PatchFile(b"#!/bin/sh\n", 0o100755)
     assert (executable, executable.mode) == (b"#!/bin/sh\n", 0o755)
     assert PatchSymlink(b"target").target == "target"
+
+
+def test_container_listing_and_raw_patch_tars_are_part_of_the_surface() -> None:
+    """list_containers (with its ManagedContainer) and run_tests_tar exist on both clients."""
+    assert "ManagedContainer" in docker_runner_client.__all__
+    for method in ("list_containers", "run_tests_tar"):
+        assert hasattr(HttpDockerRunnerClient, method) and hasattr(AsyncHttpDockerRunnerClient, method), method

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import msgspec
@@ -9,7 +10,7 @@ from litestar import get, post
 from litestar.params import JSONBody, QueryParameter
 from litestar.types import Scope
 
-from .. import containers
+from .. import containers, reaper
 from ..container_spec import ContainerOpts, NonEmptyStr, build_create_body
 from ..errors import validation_error
 from ..http_runtime import RuntimeDep
@@ -55,6 +56,49 @@ class NetworksAnswer(msgspec.Struct):
 
 class ContainerIds(msgspec.Struct, rename="camel"):
     container_ids: list[str]
+
+
+class ListedContainer(msgspec.Struct, rename="camel"):
+    container_id: str
+    name: str
+    image: str
+    status: str
+    created_at: int
+    labels: dict[str, str]
+    ttl_seconds: int | None
+    ttl_left_seconds: int | None
+
+
+class ContainerList(msgspec.Struct):
+    containers: list[ListedContainer]
+
+
+def _label_filters(encoded: str | None) -> list[str]:
+    """``labels``: a JSON object of labels every listed container carries."""
+    if not encoded:
+        return []
+    try:
+        wanted = json.loads(encoded)
+    except ValueError:
+        wanted = None
+    if not isinstance(wanted, dict) or not all(isinstance(value, str) for value in wanted.values()):
+        raise validation_error("labels", 'must be a JSON object of strings, e.g. {"app":"web"}')
+    return [f"{key}={value}" for key, value in wanted.items()]
+
+
+@get("/v1/containers", responses=errors())
+async def list_containers(
+    runtime: RuntimeDep,
+    include_stopped: Annotated[bool, QueryParameter(name="all")] = False,
+    labels: Annotated[str | None, QueryParameter()] = None,
+) -> ContainerList:
+    """[ext] The containers in scope (running ones unless ``all``), oldest first, each with its TTL
+    and the seconds left of it (null without a TTL, or when another runner instance reaps it)."""
+    filters = runtime.scope.label_filters() + _label_filters(labels)
+    listed = await reaper.list_containers(
+        runtime.engine, runtime.touches, runtime.settings.instance, filters, include_stopped
+    )
+    return ContainerList([ListedContainer(**vars(item)) for item in listed])
 
 
 @post("/v1/containers/start", status_code=200, responses=errors())
@@ -122,6 +166,7 @@ async def touch_container(data: JSONBody[ContainerRef], scope: Scope, runtime: R
 
 
 ROUTES = [
+    list_containers,
     start_container,
     stop_container,
     remove_container,
