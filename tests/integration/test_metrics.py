@@ -132,6 +132,11 @@ def test_label_values_are_bounded(fresh: RunningServer) -> None:
     assert routes == {"/v1/containers/inspect", "unmatched", "/v1/containers/{container_id}/archive", "/metrics"}
 
 
+def _request_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The request log lines captured so far (each is written once its answer has gone out)."""
+    return [record for record in caplog.records if record.name == "docker_runner.requests"]
+
+
 def test_one_structured_line_per_request(fresh: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
     """JSON when asked: request id, method, route, status, container id, elapsed ms; no ticket ever."""
     with caplog.at_level(logging.INFO, logger="docker_runner.requests"):
@@ -139,8 +144,9 @@ def test_one_structured_line_per_request(fresh: RunningServer, caplog: pytest.Lo
             fresh.url, "GET", "/v1/containers/inspect?containerId=abc", headers={"x-request-id": "req-123"}
         )
         ticket = httpx.post(fresh.url + "/v1/events/sse?ticket=SECRET-TICKET-VALUE")
+        wait_for(lambda: len(_request_lines(caplog)) >= 2, what="the line of the last request")  # after its answer
     assert response.headers["x-request-id"] == "req-123" and ticket.status_code in (401, 405)
-    records = [r for r in caplog.records if r.name == "docker_runner.requests"]
+    records = _request_lines(caplog)
     assert len(records) == 2
     line = json.loads(JsonFormatter().format(records[0]))
     assert line["requestId"] == "req-123" and line["method"] == "GET" and line["status"] == 404
@@ -154,14 +160,19 @@ def test_exec_line_names_the_container(fresh: RunningServer, caplog: pytest.LogC
         try:
             with caplog.at_level(logging.INFO, logger="docker_runner.requests"):
                 client.exec_run(started.container_id, "true")
+                wait_for(lambda: _request_lines(caplog), what="the line of the exec run")  # after its answer
         finally:
             client.remove_container(started.container_id, force=True)
-    fields = [getattr(r, "fields", {}) for r in caplog.records if r.name == "docker_runner.requests"]
+    fields = [getattr(r, "fields", {}) for r in _request_lines(caplog)]
     assert any(f.get("containerId") == started.container_id and f.get("route") == "/v1/exec/run" for f in fields)
 
 
 def test_container_routes_log_the_container_and_image(fresh: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
     """start logs the image and the new container id; the other container routes log the id they act on."""
+
+    def logged() -> dict[str, dict[str, object]]:
+        return {getattr(r, "fields", {}).get("route"): getattr(r, "fields", {}) for r in _request_lines(caplog)}
+
     with (
         HttpDockerRunnerClient(fresh.url, TEST_SECRET) as client,
         caplog.at_level(logging.INFO, logger="docker_runner.requests"),
@@ -173,11 +184,8 @@ def test_container_routes_log_the_container_and_image(fresh: RunningServer, capl
         client.stop_container(started.container_id, timeout_sec=0)
         client.remove_container(started.container_id, force=True)
         client.ensure_image(TEST_IMAGE)
-    fields = {
-        getattr(r, "fields", {}).get("route"): getattr(r, "fields", {})
-        for r in caplog.records
-        if r.name == "docker_runner.requests"
-    }
+        wait_for(lambda: "/v1/images/ensure" in logged(), what="the line of the last request")  # after its answer
+    fields = logged()
     start = fields["/v1/containers/start"]
     assert (start.get("image"), start.get("containerId")) == (TEST_IMAGE, started.container_id)
     for route in ("inspect", "labels", "touch", "stop", "remove"):
