@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,12 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from docker_runner.log_format import JsonFormatter
 from docker_runner_client import ExecOptions, ExecTimeout, HttpDockerRunnerClient, NotFound
 from tests.conftest import sleeper_opts
-from tests.support.docker_env import TEST_IMAGE
+from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import signed_request
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
+
+INSTANCE_LABEL = "dev.docker-runner.instance"
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -60,6 +63,11 @@ def test_metrics_are_open_and_in_prometheus_format(fresh: RunningServer) -> None
         "docker_runner_nonce_cache_entries",
         "docker_runner_engine_up",
         "docker_runner_managed_containers",
+        "docker_runner_jobs",
+        "docker_runner_jobs_active",
+        "docker_runner_job_duration_seconds",
+        "docker_runner_runs",
+        "docker_runner_run_duration_seconds",
     ):
         assert name in names, name
     assert value(fresh.url, "docker_runner_engine_up") == 1.0
@@ -197,3 +205,58 @@ def test_engine_down_shows_as_zero(tmp_path: Path) -> None:
     with running_runner(make_settings(docker_host=f"unix://{tmp_path}/absent.sock")) as server:
         assert value(server.url, "docker_runner_engine_up") == 0.0
         assert not re.search(r"^docker_runner_managed_containers ", httpx.get(server.url + "/metrics").text, re.M)
+
+
+def _series_of(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {labels: number for (sample, labels), number in samples(url).items() if sample == name}
+
+
+def test_jobs_are_counted_by_status_with_their_duration(docker_api: docker.APIClient) -> None:
+    """Each ended job adds one to its final status and one duration observation (creation to end)."""
+    with running_runner(make_settings()) as server, HttpDockerRunnerClient(server.url, TEST_SECRET) as client:
+        for script in ("true", "exit 3"):
+            job = client.submit_job(TEST_IMAGE, None, command=["sh", "-c", script], labels=dict(SESSION_LABELS))
+            assert list(client.job_events(job.job_id))  # ends after the final update
+        sleeper = client.submit_job(TEST_IMAGE, None, command=["sleep", "30"], labels=dict(SESSION_LABELS))
+        assert value(server.url, "docker_runner_jobs_active") == 1
+        assert client.cancel_job(sleeper.job_id).status == "cancelled"
+        url = server.url
+        for status in ("completed", "error", "cancelled"):
+            assert value(url, "docker_runner_jobs_total", status=status) == 1, status
+            assert value(url, "docker_runner_job_duration_seconds_count", status=status) == 1, status
+            assert value(url, "docker_runner_job_duration_seconds_sum", status=status) > 0, status
+        assert value(url, "docker_runner_jobs_active") == 0
+    assert docker_api.containers(all=True, filters={"label": f"{INSTANCE_LABEL}={server.settings.instance}"}) == []
+
+
+def test_runs_and_test_runs_are_counted_by_kind_outcome_and_pool(docker_api: docker.APIClient) -> None:
+    """One series per (kind, outcome, pooled): pooled and fresh runs, a test run, a failure, a
+    timeout and a run the runner could not start each land on theirs, with a duration per (kind, pooled)."""
+    fresh_image = docker_api.inspect_image(TEST_IMAGE)["Id"]  # the same image, by a name no pool has
+    settings = make_settings(pools=json.dumps([{"image": TEST_IMAGE, "min": 1, "max": 2}]))
+    with running_runner(settings) as server, HttpDockerRunnerClient(server.url, TEST_SECRET) as client:
+        assert client.run(TEST_IMAGE, "true").pooled
+        assert not client.run(fresh_image, "exit 3").pooled
+        assert client.run(fresh_image, "sleep 5", timeout_ms=300).timed_out
+        tested = client.run_tests(TEST_IMAGE, {"run_tests.sh": b"echo ok"})
+        assert (tested.exit_code, tested.pooled) == (0, True)
+        with pytest.raises(NotFound):
+            client.run(f"runner-test/absent-{uuid.uuid4().hex[:8]}:1", "true")
+        runs = _series_of(server.url, "docker_runner_runs_total")
+        durations = _series_of(server.url, "docker_runner_run_duration_seconds_count")
+    counted = {labels: number for labels, number in runs.items() if number}
+    assert counted == {
+        (("kind", "run"), ("outcome", "exited"), ("pooled", "true")): 1,
+        (("kind", "run"), ("outcome", "failed"), ("pooled", "false")): 1,
+        (("kind", "run"), ("outcome", "timeout"), ("pooled", "false")): 1,
+        (("kind", "run"), ("outcome", "error"), ("pooled", "false")): 1,
+        (("kind", "test"), ("outcome", "exited"), ("pooled", "true")): 1,
+    }
+    assert len(runs) == 2 * 5 * 2  # every (kind, outcome, pooled) from the start, nothing else: no image label
+    assert durations == {
+        (("kind", "run"), ("pooled", "true")): 1,
+        (("kind", "run"), ("pooled", "false")): 3,
+        (("kind", "test"), ("pooled", "true")): 1,
+        (("kind", "test"), ("pooled", "false")): 0,
+    }
+    assert docker_api.containers(all=True, filters={"label": f"{INSTANCE_LABEL}={settings.instance}"}) == []
