@@ -136,7 +136,7 @@ class Metrics:
         )
         self.runs = Counter(
             "docker_runner_runs",
-            "One-shot (kind=run) and test (kind=test) runs by how they ended; pooled: a pool's container",
+            "One-shot (kind=run) and test (kind=test) runs by how they ended; pooled: a pool's container served it",
             ["kind", "outcome", "pooled"],
             registry=r,
         )

@@ -160,11 +160,11 @@ async def run_one_use(
     """Run the script in a container used once: (the result, pooled?). Counted here, once, however
     it ends. A client that leaves cancels it (the container goes anyway), and so does a shutdown
     whose grace is running out (503 ``shutting_down``)."""
-    pooled = bench.pools.get(run.image) is not None  # a pool's run even when the pool has nothing to give
     started = time.monotonic()
     outcome: RunOutcome = "error"
+    pooled = False  # served by a pool's container: not when its pool had none to give (an error)
     try:
-        async with one_use_container(bench, run.image, run.timeout_ms) as (container, _pooled):
+        async with one_use_container(bench, run.image, run.timeout_ms) as (container, pooled):
             await run.prepare(container.container_id)
             result = await _dispatch(bench.engine, container, run, on_client_gone, draining)
         outcome = run_outcome(result)
