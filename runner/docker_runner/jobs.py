@@ -98,6 +98,7 @@ class Job:
         self.exit_code: int | None = None
         self.error: JobError | None = None
         self.created_at = _now_ms()
+        self.created_monotonic = time.monotonic()  # what its duration is measured from
         self.started_at: int | None = None
         self.ended_at: int | None = None
         self.messages = 0
@@ -351,7 +352,7 @@ class JobManager:
         finally:
             status, exit_code, job_error = verdict(job, outcome, state)
             job.update(status, exit_code, job_error)
-            self._metrics.jobs.labels(status=status).inc()
+            self._metrics.count_job(status, time.monotonic() - job.created_monotonic)
             self._forget_old()
 
     async def _kill(self, job: Job) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -18,6 +18,18 @@ from . import __version__
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 EXEC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+JOB_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400)
+JOB_STATUSES = ("completed", "error", "cancelled")
+# One family for one-shot runs (kind="run", POST /v1/run) and test runs (kind="test", /v1/test):
+# both are the same orchestration (a container used once, pooled or fresh, a script, the same ways
+# to end), so one query sums or splits them, and the pool hit ratio covers both.
+RunKind = Literal["run", "test"]
+RUN_KINDS: tuple[RunKind, ...] = get_args(RunKind)
+# exited: the script ended with 0; failed: it ended otherwise (a non-zero code, or its container
+# died under it); timeout: past timeoutMs; cancelled: the client left or the shutdown cut it;
+# error: the runner could not run it (no container, the pool exhausted, the upload failed...).
+RunOutcome = Literal["exited", "failed", "timeout", "cancelled", "error"]
+RUN_OUTCOMES: tuple[RunOutcome, ...] = get_args(RunOutcome)
 UNMATCHED_ROUTE = "unmatched"
 AUTH_FAILURE_CODES = (
     "missing_headers",
@@ -120,6 +132,26 @@ class Metrics:
         )
         self.jobs = Counter("docker_runner_jobs", "Jobs ended, by final status", ["status"], registry=r)
         self.jobs_active = Gauge("docker_runner_jobs_active", "Jobs starting or running", registry=r)
+        self.job_seconds = Histogram(
+            "docker_runner_job_duration_seconds",
+            "Jobs from their creation (starting) to their end, by final status",
+            ["status"],
+            buckets=JOB_BUCKETS,
+            registry=r,
+        )
+        self.runs = Counter(
+            "docker_runner_runs",
+            "One-shot (kind=run) and test (kind=test) runs by how they ended; pooled: a pool's container served it",
+            ["kind", "outcome", "pooled"],
+            registry=r,
+        )
+        self.run_seconds = Histogram(
+            "docker_runner_run_duration_seconds",
+            "One-shot and test runs, from asking for a container to the answer (pool wait or start, upload, script)",
+            ["kind", "pooled"],
+            buckets=EXEC_BUCKETS,
+            registry=r,
+        )
         info = Gauge("docker_runner_info", "The runner's version", ["version"], registry=r)
         info.labels(version=__version__).set(1)
         for stream in ("events", "logs", "jobs"):
@@ -130,10 +162,27 @@ class Metrics:
             self.exec_timeouts.labels(kind=kind)
         for reason in ("timeout", "disconnect"):
             self.exec_kills.labels(reason=reason)
-        for status in ("completed", "error", "cancelled"):
+        for status in JOB_STATUSES:
             self.jobs.labels(status=status)
+            self.job_seconds.labels(status=status)
+        for kind in RUN_KINDS:
+            for pooled in ("true", "false"):
+                self.run_seconds.labels(kind=kind, pooled=pooled)
+                for outcome in RUN_OUTCOMES:
+                    self.runs.labels(kind=kind, outcome=outcome, pooled=pooled)
         for code in AUTH_FAILURE_CODES:
             self.auth_failures.labels(code=code)
+
+    def count_run(self, kind: RunKind, outcome: RunOutcome, pooled: bool, seconds: float) -> None:
+        """One one-shot or test run that ended."""
+        flag = "true" if pooled else "false"
+        self.runs.labels(kind=kind, outcome=outcome, pooled=flag).inc()
+        self.run_seconds.labels(kind=kind, pooled=flag).observe(seconds)
+
+    def count_job(self, status: str, seconds: float) -> None:
+        """One job that ended with ``status`` (in JOB_STATUSES) after ``seconds``."""
+        self.jobs.labels(status=status).inc()
+        self.job_seconds.labels(status=status).observe(seconds)
 
     def watch_pools(self, gauges: Callable[[], list[tuple[str, dict[str, int]]]]) -> None:
         """Per-pool size, idle and in-use containers, read at scrape time."""

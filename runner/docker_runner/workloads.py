@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -17,6 +17,7 @@ from .disconnect import run_cancellable
 from .draining import Draining
 from .engine import APIClient, Engine
 from .errors import ApiError, Kind, engine_lost_during_run, shutting_down
+from .metrics import Metrics, RunKind, RunOutcome
 from .patch_tar import PatchRefused
 from .policy import CreateChecker
 from .pool import ONESHOT_LABEL, Pool, Pooled, PoolManager, start_attached
@@ -125,26 +126,70 @@ def _remove_later(bench: Workbench, container: Pooled) -> None:
     task.add_done_callback(bench.removals.discard)
 
 
-async def dispatch(
+@dataclass(frozen=True)
+class OneUseRun:
+    """A one-shot or test run as its handler asks for it."""
+
+    kind: RunKind
+    image: str
+    script: str
+    token: str
+    stdin: bytes | None
+    timeout_ms: int
+    max_output_bytes: int
+    prepare: Callable[[str], Awaitable[None]]  # given the container id, before the script: files in, paths out
+
+
+def run_outcome(result: oneshot.RunResult) -> RunOutcome:
+    """How a run that got its container ended, as the metrics name it (pure)."""
+    if result.cancelled:
+        return "cancelled"
+    if result.timed_out:
+        return "timeout"
+    return "exited" if result.exit_code == 0 else "failed"
+
+
+async def run_one_use(
+    bench: Workbench,
+    metrics: Metrics,
+    run: OneUseRun,
+    on_client_gone: Callable[[Canceller], asyncio.Future[None]],
+    draining: Draining,
+) -> tuple[oneshot.RunResult, bool]:
+    """Run the script in a container used once: (the result, pooled?). Counted here, once, however
+    it ends. A client that leaves cancels it (the container goes anyway), and so does a shutdown
+    whose grace is running out (503 ``shutting_down``)."""
+    started = time.monotonic()
+    outcome: RunOutcome = "error"
+    pooled = False  # served by a pool's container: not when its pool had none to give (an error)
+    try:
+        async with one_use_container(bench, run.image, run.timeout_ms) as (container, pooled):
+            await run.prepare(container.container_id)
+            result = await _dispatch(bench.engine, container, run, on_client_gone, draining)
+        outcome = run_outcome(result)
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    finally:
+        metrics.count_run(run.kind, outcome, pooled, time.monotonic() - started)
+    if result.cancelled and draining.cut_begun:
+        raise shutting_down({"stdout": result.stdout, "stderr": result.stderr})
+    return result, pooled
+
+
+async def _dispatch(
     engine: Engine,
     container: Pooled,
-    script: str,
-    token: str,
-    stdin: bytes | None,
-    timeout_ms: int,
-    max_output_bytes: int,
+    run: OneUseRun,
     on_client_gone: Callable[[Canceller], asyncio.Future[None]],
     draining: Draining,
 ) -> oneshot.RunResult:
-    """Run the script in the container; a client that leaves cancels it (the container goes anyway),
-    and so does a shutdown whose grace is running out (503 ``shutting_down``)."""
-
     def work(_api: APIClient, canceller: Canceller) -> oneshot.RunResult:
-        return oneshot.run(container.attached, script, token, stdin, timeout_ms, max_output_bytes, canceller)
+        return oneshot.run(
+            container.attached, run.script, run.token, run.stdin, run.timeout_ms, run.max_output_bytes, canceller
+        )
 
     result = await run_cancellable(engine, work, on_client_gone, draining)
-    if result.cancelled and draining.cut_begun:
-        raise shutting_down({"stdout": result.stdout, "stderr": result.stderr})
     if result.exit_code is None and not (result.timed_out or result.cancelled):
         await _check_ended_by_itself(engine, container.container_id, result)
     return result

@@ -22,6 +22,7 @@ from docker_runner_client import (
     ExecOptions,
     ExecTimeout,
     HttpDockerRunnerClient,
+    JobUpdate,
     NotFound,
     RunnerTransportError,
     Unauthorized,
@@ -276,7 +277,13 @@ def test_image_serves_the_browser_terminal(docker_api: docker.APIClient, runner_
 
 # ---- 3: Prometheus config and rules ---------------------------------------------------------
 
-ALERTS = ("DockerRunnerDown", "DockerRunnerEngineUnreachable", "DockerRunnerHigh5xxRate", "DockerRunnerExecTimeouts")
+ALERTS = (
+    "DockerRunnerDown",
+    "DockerRunnerEngineUnreachable",
+    "DockerRunnerHigh5xxRate",
+    "DockerRunnerExecTimeouts",
+    "DockerRunnerJobsFailing",
+)
 RUNNER = 'job="docker-runner", instance="runner:7071"'
 
 
@@ -332,6 +339,8 @@ def test_alert_expressions_fire_on_failures_only(tmp_path: Path) -> None:
         _series("docker_runner_exec_runs_total", "0+1x60", outcome="exited"),
         _series("docker_runner_exec_runs_total", "0+1x60", outcome="timeout"),
         _series("docker_runner_exec_timeouts_total", "0+1x60", kind="total"),
+        _series("docker_runner_jobs_total", "0+3x60", status="error"),
+        _series("docker_runner_jobs_total", "0+1x60", status="completed"),
     ]
     healthy = [
         _series("up", "1x60"),
@@ -343,12 +352,16 @@ def test_alert_expressions_fire_on_failures_only(tmp_path: Path) -> None:
         _series("docker_runner_exec_runs_total", "0+10x60", outcome="exited"),
         _series("docker_runner_exec_runs_total", "0+1x60", outcome="timeout"),
         _series("docker_runner_exec_timeouts_total", "0+1x60", kind="total"),
+        _series("docker_runner_jobs_total", "0+1x60", status="error"),
+        _series("docker_runner_jobs_total", "0+8x60", status="completed"),
+        _series("docker_runner_jobs_total", "0+1x60", status="cancelled"),
     ]
     fired = {
         "DockerRunnerDown": ('up{job="docker-runner", instance="runner:7071"}', 0),
         "DockerRunnerEngineUnreachable": ('docker_runner_engine_up{job="docker-runner", instance="runner:7071"}', 0),
         "DockerRunnerHigh5xxRate": ('{instance="runner:7071"}', 0.75),
         "DockerRunnerExecTimeouts": ('{instance="runner:7071"}', 0.5),
+        "DockerRunnerJobsFailing": ('{instance="runner:7071"}', 0.75),
     }
     unit_tests = {
         "rule_files": [str(PROMETHEUS_DIR / "alerts.yml")],
@@ -397,6 +410,7 @@ def test_every_dashboard_query_has_data(docker_api: docker.APIClient, tmp_path: 
     expressions = dashboard_expressions(json.loads(DASHBOARD.read_text(encoding="utf-8")))
     assert expressions
     settings = make_settings(pools=json.dumps([{"image": TEST_IMAGE, "min": 1, "max": 2}]))
+    fresh_image = docker_api.inspect_image(TEST_IMAGE)["Id"]  # the same image by a name no pool has: fresh runs
     case = f"packaging-{uuid.uuid4().hex[:8]}"
     with (
         running_runner(settings) as server,
@@ -436,7 +450,13 @@ def test_every_dashboard_query_has_data(docker_api: docker.APIClient, tmp_path: 
                 _hold_until(query, 'docker_runner_sse_subscribers{stream="events"} >= 1', "a scrape of the SSE stream")
                 for _ in range(3):
                     assert client.exec_run(box.container_id, "echo hi").stdout == "hi\n"
-                assert client.run(TEST_IMAGE, "echo pooled").pooled  # the Pools row
+                assert client.run(TEST_IMAGE, "echo pooled").pooled  # the Pools row, and the Runs row
+                assert not client.run(fresh_image, "echo fresh").pooled
+                assert client.run(fresh_image, "sleep 5", timeout_ms=300).timed_out
+                assert client.run_tests(TEST_IMAGE, {"run_tests.sh": b"echo ok"}).exit_code == 0
+                job = client.submit_job(TEST_IMAGE, None, command=["true"], labels=dict(SESSION_LABELS))
+                ended = [event for event in client.job_events(job.job_id) if isinstance(event, JobUpdate)][-1]
+                assert ended.status == "completed"  # the Jobs row
                 with pytest.raises(ExecTimeout):
                     client.exec_run(box.container_id, "sleep 5", ExecOptions(timeout_ms=300))
                 with (

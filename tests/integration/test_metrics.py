@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,12 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from docker_runner.log_format import JsonFormatter
 from docker_runner_client import ExecOptions, ExecTimeout, HttpDockerRunnerClient, NotFound
 from tests.conftest import sleeper_opts
-from tests.support.docker_env import TEST_IMAGE
+from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import signed_request
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
+
+INSTANCE_LABEL = "dev.docker-runner.instance"
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -60,6 +63,11 @@ def test_metrics_are_open_and_in_prometheus_format(fresh: RunningServer) -> None
         "docker_runner_nonce_cache_entries",
         "docker_runner_engine_up",
         "docker_runner_managed_containers",
+        "docker_runner_jobs",
+        "docker_runner_jobs_active",
+        "docker_runner_job_duration_seconds",
+        "docker_runner_runs",
+        "docker_runner_run_duration_seconds",
     ):
         assert name in names, name
     assert value(fresh.url, "docker_runner_engine_up") == 1.0
@@ -132,6 +140,11 @@ def test_label_values_are_bounded(fresh: RunningServer) -> None:
     assert routes == {"/v1/containers/inspect", "unmatched", "/v1/containers/{container_id}/archive", "/metrics"}
 
 
+def _request_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The request log lines captured so far (each is written once its answer has gone out)."""
+    return [record for record in caplog.records if record.name == "docker_runner.requests"]
+
+
 def test_one_structured_line_per_request(fresh: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
     """JSON when asked: request id, method, route, status, container id, elapsed ms; no ticket ever."""
     with caplog.at_level(logging.INFO, logger="docker_runner.requests"):
@@ -139,8 +152,9 @@ def test_one_structured_line_per_request(fresh: RunningServer, caplog: pytest.Lo
             fresh.url, "GET", "/v1/containers/inspect?containerId=abc", headers={"x-request-id": "req-123"}
         )
         ticket = httpx.post(fresh.url + "/v1/events/sse?ticket=SECRET-TICKET-VALUE")
+        wait_for(lambda: len(_request_lines(caplog)) >= 2, what="the line of the last request")  # after its answer
     assert response.headers["x-request-id"] == "req-123" and ticket.status_code in (401, 405)
-    records = [r for r in caplog.records if r.name == "docker_runner.requests"]
+    records = _request_lines(caplog)
     assert len(records) == 2
     line = json.loads(JsonFormatter().format(records[0]))
     assert line["requestId"] == "req-123" and line["method"] == "GET" and line["status"] == 404
@@ -154,14 +168,19 @@ def test_exec_line_names_the_container(fresh: RunningServer, caplog: pytest.LogC
         try:
             with caplog.at_level(logging.INFO, logger="docker_runner.requests"):
                 client.exec_run(started.container_id, "true")
+                wait_for(lambda: _request_lines(caplog), what="the line of the exec run")  # after its answer
         finally:
             client.remove_container(started.container_id, force=True)
-    fields = [getattr(r, "fields", {}) for r in caplog.records if r.name == "docker_runner.requests"]
+    fields = [getattr(r, "fields", {}) for r in _request_lines(caplog)]
     assert any(f.get("containerId") == started.container_id and f.get("route") == "/v1/exec/run" for f in fields)
 
 
 def test_container_routes_log_the_container_and_image(fresh: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
     """start logs the image and the new container id; the other container routes log the id they act on."""
+
+    def logged() -> dict[str, dict[str, object]]:
+        return {getattr(r, "fields", {}).get("route"): getattr(r, "fields", {}) for r in _request_lines(caplog)}
+
     with (
         HttpDockerRunnerClient(fresh.url, TEST_SECRET) as client,
         caplog.at_level(logging.INFO, logger="docker_runner.requests"),
@@ -173,16 +192,8 @@ def test_container_routes_log_the_container_and_image(fresh: RunningServer, capl
         client.stop_container(started.container_id, timeout_sec=0)
         client.remove_container(started.container_id, force=True)
         client.ensure_image(TEST_IMAGE)
-
-        def logged() -> dict[str, dict[str, str]]:
-            return {
-                getattr(r, "fields", {}).get("route"): getattr(r, "fields", {})
-                for r in caplog.records
-                if r.name == "docker_runner.requests"
-            }
-
-        # a request's line is written once its answer is out: the last one may trail the client a little
-        fields = wait_for(lambda: "/v1/images/ensure" in logged() and logged(), what="the last request's log line")
+        wait_for(lambda: "/v1/images/ensure" in logged(), what="the line of the last request")  # after its answer
+    fields = logged()
     start = fields["/v1/containers/start"]
     assert (start.get("image"), start.get("containerId")) == (TEST_IMAGE, started.container_id)
     for route in ("inspect", "labels", "touch", "stop", "remove"):
@@ -194,3 +205,58 @@ def test_engine_down_shows_as_zero(tmp_path: Path) -> None:
     with running_runner(make_settings(docker_host=f"unix://{tmp_path}/absent.sock")) as server:
         assert value(server.url, "docker_runner_engine_up") == 0.0
         assert not re.search(r"^docker_runner_managed_containers ", httpx.get(server.url + "/metrics").text, re.M)
+
+
+def _series_of(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {labels: number for (sample, labels), number in samples(url).items() if sample == name}
+
+
+def test_jobs_are_counted_by_status_with_their_duration(docker_api: docker.APIClient) -> None:
+    """Each ended job adds one to its final status and one duration observation (creation to end)."""
+    with running_runner(make_settings()) as server, HttpDockerRunnerClient(server.url, TEST_SECRET) as client:
+        for script in ("true", "exit 3"):
+            job = client.submit_job(TEST_IMAGE, None, command=["sh", "-c", script], labels=dict(SESSION_LABELS))
+            assert list(client.job_events(job.job_id))  # ends after the final update
+        sleeper = client.submit_job(TEST_IMAGE, None, command=["sleep", "30"], labels=dict(SESSION_LABELS))
+        assert value(server.url, "docker_runner_jobs_active") == 1
+        assert client.cancel_job(sleeper.job_id).status == "cancelled"
+        url = server.url
+        for status in ("completed", "error", "cancelled"):
+            assert value(url, "docker_runner_jobs_total", status=status) == 1, status
+            assert value(url, "docker_runner_job_duration_seconds_count", status=status) == 1, status
+            assert value(url, "docker_runner_job_duration_seconds_sum", status=status) > 0, status
+        assert value(url, "docker_runner_jobs_active") == 0
+    assert docker_api.containers(all=True, filters={"label": f"{INSTANCE_LABEL}={server.settings.instance}"}) == []
+
+
+def test_runs_and_test_runs_are_counted_by_kind_outcome_and_pool(docker_api: docker.APIClient) -> None:
+    """One series per (kind, outcome, pooled): pooled and fresh runs, a test run, a failure, a
+    timeout and a run the runner could not start each land on theirs, with a duration per (kind, pooled)."""
+    fresh_image = docker_api.inspect_image(TEST_IMAGE)["Id"]  # the same image, by a name no pool has
+    settings = make_settings(pools=json.dumps([{"image": TEST_IMAGE, "min": 1, "max": 2}]))
+    with running_runner(settings) as server, HttpDockerRunnerClient(server.url, TEST_SECRET) as client:
+        assert client.run(TEST_IMAGE, "true").pooled
+        assert not client.run(fresh_image, "exit 3").pooled
+        assert client.run(fresh_image, "sleep 5", timeout_ms=300).timed_out
+        tested = client.run_tests(TEST_IMAGE, {"run_tests.sh": b"echo ok"})
+        assert (tested.exit_code, tested.pooled) == (0, True)
+        with pytest.raises(NotFound):
+            client.run(f"runner-test/absent-{uuid.uuid4().hex[:8]}:1", "true")
+        runs = _series_of(server.url, "docker_runner_runs_total")
+        durations = _series_of(server.url, "docker_runner_run_duration_seconds_count")
+    counted = {labels: number for labels, number in runs.items() if number}
+    assert counted == {
+        (("kind", "run"), ("outcome", "exited"), ("pooled", "true")): 1,
+        (("kind", "run"), ("outcome", "failed"), ("pooled", "false")): 1,
+        (("kind", "run"), ("outcome", "timeout"), ("pooled", "false")): 1,
+        (("kind", "run"), ("outcome", "error"), ("pooled", "false")): 1,
+        (("kind", "test"), ("outcome", "exited"), ("pooled", "true")): 1,
+    }
+    assert len(runs) == 2 * 5 * 2  # every (kind, outcome, pooled) from the start, nothing else: no image label
+    assert durations == {
+        (("kind", "run"), ("pooled", "true")): 1,
+        (("kind", "run"), ("pooled", "false")): 3,
+        (("kind", "test"), ("pooled", "true")): 1,
+        (("kind", "test"), ("pooled", "false")): 0,
+    }
+    assert docker_api.containers(all=True, filters={"label": f"{INSTANCE_LABEL}={settings.instance}"}) == []

@@ -22,7 +22,7 @@ from ..observe import note
 from ..openapi import TarUpload, errors
 from ..patch_tar import checked_removals, rewrite_patch, tar_of_files
 from ..runtime import Runtime
-from ..workloads import dispatch, one_use_container, patch_refusals, put_tar, remove_paths
+from ..workloads import OneUseRun, patch_refusals, put_tar, remove_paths, run_one_use
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -92,22 +92,17 @@ async def run_once(data: JSONBody[RunBody], request: Request[Any, Any, Any], run
     script, token = oneshot.script_for(data.command, data.workdir)
     with patch_refusals():
         tar = tar_of_files(files, "files", root=workdir) if files else None  # closed below, whatever happens
+
+    async def prepare(container_id: str) -> None:
+        note(request.scope, containerId=container_id)
+        if tar is not None:
+            await put_tar(runtime.engine, container_id, tar)
+
+    run = OneUseRun("run", data.image, script, token, stdin, data.timeout_ms or 0, max_output, prepare)
     try:
-        async with one_use_container(runtime.bench, data.image, data.timeout_ms or 0) as (container, pooled):
-            note(request.scope, containerId=container.container_id)
-            if tar is not None:
-                await put_tar(runtime.engine, container.container_id, tar)
-            result = await dispatch(
-                runtime.engine,
-                container,
-                script,
-                token,
-                stdin,
-                data.timeout_ms or 0,
-                max_output,
-                watch_disconnect(request.receive),
-                runtime.draining,
-            )
+        result, pooled = await run_one_use(
+            runtime.bench, runtime.metrics, run, watch_disconnect(request.receive), runtime.draining
+        )
     finally:
         if tar is not None:
             tar.close()
@@ -134,23 +129,18 @@ async def _run_test(
         rooted = await runtime.engine.run_blocking(lambda: rewrite_patch(patch, workdir, field, limit))
     timeout_ms = DEFAULT_TEST_TIMEOUT_MS if body.timeout_ms is None else body.timeout_ms
     script, token = oneshot.script_for(body.test_cmd or runtime.settings.test_cmd, None)
+
+    async def prepare(container_id: str) -> None:
+        note(request.scope, containerId=container_id)
+        if removals:
+            await remove_paths(runtime.engine, container_id, workdir, removals)
+        await put_tar(runtime.engine, container_id, rooted)
+
+    run = OneUseRun("test", body.image, script, token, None, timeout_ms, runtime.settings.max_output_bytes, prepare)
     try:
-        async with one_use_container(runtime.bench, body.image, timeout_ms) as (container, pooled):
-            note(request.scope, containerId=container.container_id)
-            if removals:
-                await remove_paths(runtime.engine, container.container_id, workdir, removals)
-            await put_tar(runtime.engine, container.container_id, rooted)
-            result = await dispatch(
-                runtime.engine,
-                container,
-                script,
-                token,
-                None,
-                timeout_ms,
-                runtime.settings.max_output_bytes,
-                watch_disconnect(request.receive),
-                runtime.draining,
-            )
+        result, pooled = await run_one_use(
+            runtime.bench, runtime.metrics, run, watch_disconnect(request.receive), runtime.draining
+        )
     finally:
         rooted.close()
     return TestAnswer(
