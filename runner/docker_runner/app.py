@@ -10,7 +10,6 @@ import anyio
 from litestar import Litestar
 from litestar.di import Provide
 
-from . import workloads as one_shot
 from .http_auth import AuthMiddleware
 from .http_errors import exception_handlers
 from .http_runtime import provide_runtime
@@ -21,6 +20,7 @@ from .routes import archives, containers, exec, health, images, interactive, job
 from .routes.ui import ROUTES as UI_ROUTES
 from .runtime import Runtime
 from .settings import Settings
+from .workloads import shutdown as shut_runs_down
 
 log = logging.getLogger("docker_runner")
 REMOVALS_DRAIN_SECONDS = 10  # at shutdown, for removals the engine could not do yet
@@ -45,7 +45,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
                 background.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
                     await runtime.pools.close()
-                    await one_shot.shutdown(runtime.bench)
+                    await shut_runs_down(runtime.runs)
                     await runtime.jobs.shutdown()
                     await runtime.engine.removals.drain(REMOVALS_DRAIN_SECONDS)
                     await runtime.aclose()

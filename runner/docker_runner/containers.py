@@ -1,4 +1,4 @@
-"""Container operations of the REST API, as the engine is asked for them, inside the runner's scope."""
+"""Container operations of the REST API, as the engine is asked for them, inside the runner's managed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .engine import APIClient, Engine, volume_labels
 from .errors import ApiError, Kind, from_engine
 from .policy import CreateChecker, container_references
 from .removals import remove_or_queue
-from .scope import Scope, checked_container, is_managed
+from .scope import ManagedScope, checked_container, is_managed
 
 log = logging.getLogger("docker_runner.containers")
 
@@ -26,7 +26,7 @@ def _named_volumes(body: Mapping[str, Any]) -> list[str]:
     return [name for name in names if name]
 
 
-def _prepare_volumes(api: APIClient, body: Mapping[str, Any], scope: Scope) -> None:
+def _prepare_volumes(api: APIClient, body: Mapping[str, Any], managed: ManagedScope) -> None:
     """Named volumes the engine would create on the fly are created here, labelled as the runner's;
     an existing volume outside the runner's scope does not exist for this request."""
     labels = {MANAGED_LABEL: "true", INSTANCE_LABEL: str(body["Labels"].get(INSTANCE_LABEL, ""))}
@@ -34,7 +34,7 @@ def _prepare_volumes(api: APIClient, body: Mapping[str, Any], scope: Scope) -> N
         existing = volume_labels(api, name)
         if existing is None:
             api.create_volume(name, labels=labels)
-        elif scope.managed_only and not is_managed(existing):
+        elif managed.managed_only and not is_managed(existing):
             raise from_engine(404, f"get {name}: no such volume")
 
 
@@ -43,13 +43,13 @@ def _create_and_start(
     body: dict[str, Any],
     name: str | None,
     platform: str | None,
-    scope: Scope,
+    managed: ManagedScope,
     orphaned: Callable[[str], None],
 ) -> dict[str, Any]:
-    _prepare_volumes(api, body, scope)
+    _prepare_volumes(api, body, managed)
     created = api.create_container_from_config(body, name=name, platform=platform)
     container_id = str(created["Id"])
-    scope.remember(container_id)
+    managed.remember(container_id)
     try:
         api.start(container_id)
     except Exception:
@@ -69,7 +69,7 @@ def _create_and_start(
 async def create_and_start(
     engine: Engine,
     checker: CreateChecker,
-    scope: Scope,
+    managed: ManagedScope,
     body: dict[str, Any],
     name: str | None = None,
     platform: str | None = None,
@@ -78,44 +78,44 @@ async def create_and_start(
     checked = checker.check(body)
     # a namespace, link or VolumesFrom the policy allows may still name only the runner's containers
     for _field, reference in container_references(checked):
-        await scope.container(reference)
+        await managed.container(reference)
     orphaned = engine.removals.later
-    return await engine.run(lambda api: _create_and_start(api, checked, name, platform, scope, orphaned))
+    return await engine.run(lambda api: _create_and_start(api, checked, name, platform, managed, orphaned))
 
 
-async def stop(engine: Engine, scope: Scope, reference: str, timeout_sec: int) -> None:
+async def stop(engine: Engine, managed: ManagedScope, reference: str, timeout_sec: int) -> None:
     try:
-        container_id = await scope.container(reference)
+        container_id = await managed.container(reference)
         await engine.run(lambda api: api.stop(container_id, timeout=timeout_sec))
     except ApiError as error:
         if error.kind not in _STOP_IS_DONE and error.code != "not_modified":
             raise
 
 
-async def remove(engine: Engine, scope: Scope, reference: str, force: bool, remove_volumes: bool) -> None:
+async def remove(engine: Engine, managed: ManagedScope, reference: str, force: bool, remove_volumes: bool) -> None:
     try:
-        container_id = await scope.container(reference)
+        container_id = await managed.container(reference)
         await engine.run(lambda api: api.remove_container(container_id, force=force, v=remove_volumes))
     except ApiError as error:
         if error.kind is not Kind.NOT_FOUND and error.code != "removal_in_progress":
             raise
-    scope.forget(reference)
+    managed.forget(reference)
 
 
-async def inspect(engine: Engine, scope: Scope, reference: str) -> dict[str, Any]:
+async def inspect(engine: Engine, managed: ManagedScope, reference: str) -> dict[str, Any]:
     checked_container(reference)
     document: dict[str, Any] = await engine.run(lambda api: api.inspect_container(reference))
-    scope.check_inspected(reference, document)
+    managed.check_inspected(reference, document)
     return document
 
 
-async def labels(engine: Engine, scope: Scope, reference: str) -> dict[str, str]:
-    document = await inspect(engine, scope, reference)
+async def labels(engine: Engine, managed: ManagedScope, reference: str) -> dict[str, str]:
+    document = await inspect(engine, managed, reference)
     return dict(document.get("Config", {}).get("Labels") or {})
 
 
-async def networks(engine: Engine, scope: Scope, reference: str) -> list[str]:
-    document = await inspect(engine, scope, reference)
+async def networks(engine: Engine, managed: ManagedScope, reference: str) -> list[str]:
+    document = await inspect(engine, managed, reference)
     return sorted((document.get("NetworkSettings", {}).get("Networks") or {}).keys())
 
 
@@ -124,28 +124,30 @@ def _ids_by_creation(listed: list[dict[str, Any]]) -> list[str]:
     return [str(item["Id"]) for item in ordered]
 
 
-async def find_by_labels(engine: Engine, scope: Scope, wanted: Mapping[str, str], include_stopped: bool) -> list[str]:
-    filters = {"label": [f"{key}={value}" for key, value in wanted.items()] + scope.label_filters()}
+async def find_by_labels(
+    engine: Engine, managed: ManagedScope, wanted: Mapping[str, str], include_stopped: bool
+) -> list[str]:
+    filters = {"label": [f"{key}={value}" for key, value in wanted.items()] + managed.label_filters()}
     listed = await engine.run(lambda api: api.containers(all=include_stopped, filters=filters))
     return _ids_by_creation(listed)
 
 
-async def list_by_volume(engine: Engine, scope: Scope, volume_name: str) -> list[str]:
+async def list_by_volume(engine: Engine, managed: ManagedScope, volume_name: str) -> list[str]:
     try:
-        await scope.volume(volume_name)
+        await managed.volume(volume_name)
     except ApiError as error:
         if error.kind is Kind.NOT_FOUND:
             return []  # no such volume (or not the runner's): nothing uses it
         raise
-    filters: dict[str, Any] = {"volume": volume_name, "label": scope.label_filters()}
+    filters: dict[str, Any] = {"volume": volume_name, "label": managed.label_filters()}
     listed = await engine.run(lambda api: api.containers(all=True, filters=filters))
     return _ids_by_creation(listed)
 
 
-async def remove_volume(engine: Engine, scope: Scope, volume_name: str, force: bool) -> None:
+async def remove_volume(engine: Engine, managed: ManagedScope, volume_name: str, force: bool) -> None:
     """Idempotent, as container removal is: a volume already gone (or never the runner's) is done."""
     try:
-        await scope.volume(volume_name)
+        await managed.volume(volume_name)
         await engine.run(lambda api: api.remove_volume(volume_name, force=force))
     except ApiError as error:
         if error.kind is not Kind.NOT_FOUND:

@@ -16,10 +16,10 @@ from .policy import CreateChecker, Policy, load_policy, sockets_for
 from .pool import PoolManager
 from .pool_config import load_pools
 from .reaper import TouchLog
-from .scope import Scope
+from .scope import ManagedScope
 from .settings import Settings
 from .tickets import MAX_TTL_MS, TICKETS_KEPT, TicketBook
-from .workloads import Workbench
+from .workloads import OneUseRuns
 
 
 @dataclass
@@ -29,11 +29,11 @@ class Runtime:
     nonces: NonceStore
     policy: Policy
     checker: CreateChecker
-    scope: Scope
+    managed: ManagedScope
     tickets: TicketBook
     metrics: Metrics
     pools: PoolManager
-    bench: Workbench
+    runs: OneUseRuns
     jobs: JobManager
     touches: TouchLog = field(default_factory=TouchLog)
     draining: Draining = field(default_factory=Draining)
@@ -51,14 +51,14 @@ class Runtime:
         metrics.watch_engine(engine.reachable, lambda: engine.managed_count(f"{MANAGED_LABEL}=true"))
         checker = CreateChecker(policy, sockets_for(settings.docker_host))
         pools = PoolManager(load_pools(settings.pools), engine, checker, settings.instance, metrics)
-        bench = Workbench(
+        runs = OneUseRuns(
             engine=engine,
             checker=checker,
             pools=pools,
             instance=settings.instance,
             acquire_timeout_seconds=settings.pool_acquire_timeout_ms / 1000,
             live=set(),
-            removals=set(),
+            removing=set(),
         )
         return cls(
             settings=settings,
@@ -66,11 +66,11 @@ class Runtime:
             nonces=nonces,
             policy=policy,
             checker=checker,
-            scope=Scope(engine, managed_only=not settings.scope_all),
+            managed=ManagedScope(engine, managed_only=not settings.scope_all),
             tickets=TicketBook(lambda: settings.secrets, used_tickets),
             metrics=metrics,
             pools=pools,
-            bench=bench,
+            runs=runs,
             jobs=JobManager(engine, checker, settings, metrics),
         )
 

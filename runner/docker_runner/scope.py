@@ -41,7 +41,7 @@ def is_managed(labels: Any) -> bool:
     return isinstance(labels, dict) and labels.get(MANAGED_LABEL) == "true"
 
 
-class Scope:
+class ManagedScope:
     def __init__(self, engine: Engine, managed_only: bool) -> None:
         self._engine = engine
         self.managed_only = managed_only

@@ -30,7 +30,7 @@ REMOVE_AFTER_SLACK_SECONDS = 600  # a crashed runner's one-shot containers are r
 
 
 @dataclass
-class Workbench:
+class OneUseRuns:
     """What one-shot runs need from the runtime."""
 
     engine: Engine
@@ -39,63 +39,63 @@ class Workbench:
     instance: str
     acquire_timeout_seconds: float
     live: set[str]  # one-shot containers in use, removed at shutdown if still there
-    removals: set[asyncio.Task[None]]
+    removing: set[asyncio.Task[None]]  # removals of used containers, under way
     creations: set[asyncio.Task[Pooled | None]] = field(default_factory=set)  # fresh containers on their way
     closing: bool = False
 
 
-def _fresh_body(bench: Workbench, image: str, timeout_ms: int) -> dict[str, Any]:
+def _fresh_body(runs: OneUseRuns, image: str, timeout_ms: int) -> dict[str, Any]:
     ttl = (timeout_ms // 1000 if timeout_ms > 0 else 24 * 3600) + REMOVE_AFTER_SLACK_SECONDS
     opts = ContainerOpts(image=image, auto_remove=False, ttl_seconds=ttl)
-    body = oneshot.bootstrap_config(build_create_body(opts, bench.instance))
+    body = oneshot.bootstrap_config(build_create_body(opts, runs.instance))
     body["Labels"] = {**body["Labels"], ONESHOT_LABEL: "true"}
-    return bench.checker.check(body)
+    return runs.checker.check(body)
 
 
 @contextlib.asynccontextmanager
-async def one_use_container(bench: Workbench, image: str, timeout_ms: int) -> AsyncIterator[tuple[Pooled, bool]]:
+async def one_use_container(runs: OneUseRuns, image: str, timeout_ms: int) -> AsyncIterator[tuple[Pooled, bool]]:
     """A started, attached container used once: (it, pooled?). Gone afterwards, in the background."""
-    pool: Pool | None = bench.pools.get(image)
+    pool: Pool | None = runs.pools.get(image)
     if pool is not None:
-        container = await pool.acquire(bench.acquire_timeout_seconds)
+        container = await pool.acquire(runs.acquire_timeout_seconds)
     else:
-        container = await _fresh_container(bench, image, timeout_ms)
-    bench.live.add(container.container_id)
+        container = await _fresh_container(runs, image, timeout_ms)
+    runs.live.add(container.container_id)
     try:
         yield container, pool is not None
     finally:
         if pool is not None:
             pool.release(container)
         else:
-            _remove_later(bench, container)
-        bench.live.discard(container.container_id)
+            _remove_later(runs, container)
+        runs.live.discard(container.container_id)
 
 
 class _Creation:
     """A fresh container created apart from its request, which may go away meanwhile."""
 
-    def __init__(self, bench: Workbench, body: dict[str, Any]) -> None:
-        self._bench = bench
+    def __init__(self, runs: OneUseRuns, body: dict[str, Any]) -> None:
+        self._runs = runs
         self._body = body
         self.abandoned = False  # the request was cancelled (client gone, shutdown) mid-creation
 
     async def run(self) -> Pooled | None:
         """The container, or None when it was removed at once (abandoned, or shutdown began)."""
-        engine = self._bench.engine
+        engine = self._runs.engine
         container = await engine.run(lambda api: start_attached(api, self._body, engine.removals.later))
-        if self.abandoned or self._bench.closing:
-            await _remove(self._bench, container)  # within this task, which shutdown waits for
+        if self.abandoned or self._runs.closing:
+            await _remove(self._runs, container)  # within this task, which shutdown waits for
             return None
         return container
 
 
-async def _fresh_container(bench: Workbench, image: str, timeout_ms: int) -> Pooled:
+async def _fresh_container(runs: OneUseRuns, image: str, timeout_ms: int) -> Pooled:
     """Created and started in a task of its own: a request cancelled meanwhile leaves the
     container to be removed once it exists, instead of forgetting it."""
-    creation = _Creation(bench, _fresh_body(bench, image, timeout_ms))
+    creation = _Creation(runs, _fresh_body(runs, image, timeout_ms))
     task = asyncio.ensure_future(creation.run())
-    bench.creations.add(task)
-    task.add_done_callback(bench.creations.discard)
+    runs.creations.add(task)
+    task.add_done_callback(runs.creations.discard)
     try:
         container = await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -103,7 +103,7 @@ async def _fresh_container(bench: Workbench, image: str, timeout_ms: int) -> Poo
             creation.abandoned = True
             task.add_done_callback(_retrieve_failure)
         elif not task.cancelled() and task.exception() is None and (made := task.result()) is not None:
-            _remove_later(bench, made)  # made just before the cancel reached us
+            _remove_later(runs, made)  # made just before the cancel reached us
         raise
     if container is None:
         raise shutting_down()
@@ -115,15 +115,15 @@ def _retrieve_failure(task: asyncio.Task[Pooled | None]) -> None:
         task.exception()  # nobody awaits an abandoned creation: its failure has no one to go to
 
 
-async def _remove(bench: Workbench, container: Pooled) -> None:
+async def _remove(runs: OneUseRuns, container: Pooled) -> None:
     container.attached.close()
-    await bench.engine.removals.now(container.container_id, "one-shot container")
+    await runs.engine.removals.now(container.container_id, "one-shot container")
 
 
-def _remove_later(bench: Workbench, container: Pooled) -> None:
-    task = asyncio.ensure_future(_remove(bench, container))
-    bench.removals.add(task)
-    task.add_done_callback(bench.removals.discard)
+def _remove_later(runs: OneUseRuns, container: Pooled) -> None:
+    task = asyncio.ensure_future(_remove(runs, container))
+    runs.removing.add(task)
+    task.add_done_callback(runs.removing.discard)
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def run_outcome(result: oneshot.RunResult) -> RunOutcome:
 
 
 async def run_one_use(
-    bench: Workbench,
+    runs: OneUseRuns,
     metrics: Metrics,
     run: OneUseRun,
     on_client_gone: Callable[[Canceller], asyncio.Future[None]],
@@ -163,9 +163,9 @@ async def run_one_use(
     outcome: RunOutcome = "error"
     pooled = False  # served by a pool's container: not when its pool had none to give (an error)
     try:
-        async with one_use_container(bench, run.image, run.timeout_ms) as (container, pooled):
+        async with one_use_container(runs, run.image, run.timeout_ms) as (container, pooled):
             await run.prepare(container.container_id)
-            result = await _dispatch(bench.engine, container, run, on_client_gone, draining)
+            result = await _dispatch(runs.engine, container, run, on_client_gone, draining)
         outcome = run_outcome(result)
     except asyncio.CancelledError:
         outcome = "cancelled"
@@ -237,15 +237,15 @@ async def remove_paths(engine: Engine, container_id: str, workdir: str, paths: l
     await engine.run(remove)
 
 
-async def shutdown(bench: Workbench) -> None:
+async def shutdown(runs: OneUseRuns) -> None:
     """Remove what runs still hold (the runner is stopping), including containers still being
     created, and wait for pending removals."""
-    bench.closing = True
+    runs.closing = True
     deadline = time.monotonic() + SHUTDOWN_WAIT_SECONDS
-    await _wait_for(bench.creations, deadline)  # each one ends up live, or removed by itself
-    for container_id in list(bench.live):
-        await bench.engine.removals.now(container_id, "one-shot container")
-    await _wait_for(bench.removals, deadline)  # a run ending meanwhile adds its own
+    await _wait_for(runs.creations, deadline)  # each one ends up live, or removed by itself
+    for container_id in list(runs.live):
+        await runs.engine.removals.now(container_id, "one-shot container")
+    await _wait_for(runs.removing, deadline)  # a run ending meanwhile adds its own
 
 
 async def _wait_for(tasks: set[asyncio.Task[Any]], deadline: float) -> None:

@@ -347,19 +347,19 @@ def test_a_container_still_being_created_at_shutdown_is_removed(docker_api: dock
 
 
 async def _shutdown_during_creations(runtime: Runtime) -> list[str]:
-    bench = runtime.bench
+    runs = runtime.runs
 
     async def use() -> None:
-        async with workloads.one_use_container(bench, TEST_IMAGE, 10_000):
+        async with workloads.one_use_container(runs, TEST_IMAGE, 10_000):
             raise AssertionError("the run got a container although shutdown had begun")
 
     cancelled = asyncio.ensure_future(use())
-    first = await _next_creation(bench, set())
+    first = await _next_creation(runs, set())
     cancelled.cancel()  # the request went away (the client, or uvicorn at shutdown) mid-creation
     shut_out = asyncio.ensure_future(use())
-    await _next_creation(bench, {first})
+    await _next_creation(runs, {first})
     assert not first.done(), "the first creation ended before the test could cancel its request"
-    await workloads.shutdown(bench)
+    await workloads.shutdown(runs)
     outcomes = []
     for run in (cancelled, shut_out):
         try:
@@ -371,11 +371,11 @@ async def _shutdown_during_creations(runtime: Runtime) -> list[str]:
     return outcomes
 
 
-async def _next_creation(bench: workloads.Workbench, known: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:
+async def _next_creation(runs: workloads.OneUseRuns, known: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:
     """The creation a run just started (checked at every turn of the loop: it takes far longer)."""
     deadline = time.monotonic() + 10
     while True:
-        started = [task for task in bench.creations if task not in known and not task.done()]
+        started = [task for task in runs.creations if task not in known and not task.done()]
         if started:
             return started[0]
         assert time.monotonic() < deadline, "no creation started"

@@ -37,7 +37,7 @@ async def put_archive_json(data: JSONBody[PutArchiveBody], scope: Scope, runtime
         payload = base64.b64decode(data.payload_base64, validate=True)
     except (binascii.Error, ValueError):
         raise validation_error("payloadBase64", "is not valid base64") from None
-    container_id = await runtime.scope.container(data.container_id)
+    container_id = await runtime.managed.container(data.container_id)
     await archives.put(runtime.engine, container_id, data.path, payload)
 
 
@@ -56,7 +56,7 @@ async def put_archive_raw(
     runtime: RuntimeDep,
 ) -> None:
     note(request.scope, containerId=container_id)
-    container_id = await runtime.scope.container(container_id)
+    container_id = await runtime.managed.container(container_id)
     await archives.put(runtime.engine, container_id, path, spooled_body(request.scope))
 
 
@@ -65,7 +65,7 @@ async def get_archive_raw(
     container_id: Annotated[str, PathParameter()], path: PathQuery, scope: Scope, runtime: RuntimeDep
 ) -> Stream:
     note(scope, containerId=container_id)
-    container_id = await runtime.scope.container(container_id)
+    container_id = await runtime.managed.container(container_id)
     archive = await archives.open_archive(runtime.engine, container_id, path)
     at_request_end(scope, archive.aclose)
 

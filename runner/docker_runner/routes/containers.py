@@ -94,7 +94,7 @@ async def list_containers(
 ) -> ContainerList:
     """[ext] The containers in scope (running ones unless ``all``), oldest first, each with its TTL
     and the seconds left of it (null without a TTL, or when another runner instance reaps it)."""
-    filters = runtime.scope.label_filters() + _label_filters(labels)
+    filters = runtime.managed.label_filters() + _label_filters(labels)
     listed = await reaper.list_containers(
         runtime.engine, runtime.touches, runtime.settings.instance, filters, include_stopped
     )
@@ -106,7 +106,7 @@ async def start_container(data: JSONBody[ContainerOpts], scope: Scope, runtime: 
     note(scope, image=data.image)
     body = build_create_body(data, runtime.settings.instance)
     started = await containers.create_and_start(
-        runtime.engine, runtime.checker, runtime.scope, body, data.name, data.platform
+        runtime.engine, runtime.checker, runtime.managed, body, data.name, data.platform
     )
     runtime.touches.touch(started["containerId"])
     note(scope, containerId=started["containerId"])
@@ -117,51 +117,51 @@ async def start_container(data: JSONBody[ContainerOpts], scope: Scope, runtime: 
 async def stop_container(data: JSONBody[StopBody], scope: Scope, runtime: RuntimeDep) -> None:
     note(scope, containerId=data.container_id)
     timeout = 10 if data.timeout_sec is None else data.timeout_sec
-    await containers.stop(runtime.engine, runtime.scope, data.container_id, timeout)
+    await containers.stop(runtime.engine, runtime.managed, data.container_id, timeout)
 
 
 @post("/v1/containers/remove", status_code=204, responses=errors())
 async def remove_container(data: JSONBody[RemoveBody], scope: Scope, runtime: RuntimeDep) -> None:
     note(scope, containerId=data.container_id)
-    await containers.remove(runtime.engine, runtime.scope, data.container_id, data.force, data.remove_volumes)
+    await containers.remove(runtime.engine, runtime.managed, data.container_id, data.force, data.remove_volumes)
 
 
 @get("/v1/containers/inspect", responses=errors())
 async def inspect_container(container_id: ContainerIdQuery, scope: Scope, runtime: RuntimeDep) -> dict[str, Any]:
     note(scope, containerId=container_id)
-    return await containers.inspect(runtime.engine, runtime.scope, container_id)
+    return await containers.inspect(runtime.engine, runtime.managed, container_id)
 
 
 @get("/v1/containers/labels", responses=errors())
 async def container_labels(container_id: ContainerIdQuery, scope: Scope, runtime: RuntimeDep) -> LabelsAnswer:
     note(scope, containerId=container_id)
-    return LabelsAnswer(await containers.labels(runtime.engine, runtime.scope, container_id))
+    return LabelsAnswer(await containers.labels(runtime.engine, runtime.managed, container_id))
 
 
 @get("/v1/containers/networks", responses=errors())
 async def container_networks(container_id: ContainerIdQuery, scope: Scope, runtime: RuntimeDep) -> NetworksAnswer:
     note(scope, containerId=container_id)
-    return NetworksAnswer(await containers.networks(runtime.engine, runtime.scope, container_id))
+    return NetworksAnswer(await containers.networks(runtime.engine, runtime.managed, container_id))
 
 
 @post("/v1/containers/findByLabels", status_code=200, responses=errors())
 async def find_by_labels(data: JSONBody[FindByLabelsBody], runtime: RuntimeDep) -> ContainerIds:
     if not data.labels:
         raise validation_error("labels", "must have at least one key")
-    return ContainerIds(await containers.find_by_labels(runtime.engine, runtime.scope, data.labels, data.all))
+    return ContainerIds(await containers.find_by_labels(runtime.engine, runtime.managed, data.labels, data.all))
 
 
 @get("/v1/containers/listByVolume", responses=errors())
 async def list_by_volume(
     volume_name: Annotated[str, QueryParameter(name="volumeName", min_length=1)], runtime: RuntimeDep
 ) -> ContainerIds:
-    return ContainerIds(await containers.list_by_volume(runtime.engine, runtime.scope, volume_name))
+    return ContainerIds(await containers.list_by_volume(runtime.engine, runtime.managed, volume_name))
 
 
 @post("/v1/containers/touch", status_code=204, responses=errors())
 async def touch_container(data: JSONBody[ContainerRef], scope: Scope, runtime: RuntimeDep) -> None:
     note(scope, containerId=data.container_id)
-    document = await containers.inspect(runtime.engine, runtime.scope, data.container_id)
+    document = await containers.inspect(runtime.engine, runtime.managed, data.container_id)
     runtime.touches.touch(str(document["Id"]))
 
 

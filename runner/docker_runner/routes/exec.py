@@ -129,7 +129,7 @@ def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
 async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any], runtime: RuntimeDep) -> ExecRunAnswer:
     spec = _spec(data, runtime.settings.max_output_bytes)
     note(request.scope, containerId=spec.container_id)
-    await runtime.scope.container(spec.container_id)
+    await runtime.managed.container(spec.container_id)
     outcome = await run_cancellable(
         runtime.engine,
         lambda api, canceller: run_exec(api, spec, canceller),
@@ -154,7 +154,7 @@ def _count(metrics: Metrics, outcome: ExecOutcome) -> None:
 
 @post("/v1/exec/resize", status_code=204, responses=errors())
 async def exec_resize(data: JSONBody[ExecResizeBody], runtime: RuntimeDep) -> None:
-    await runtime.scope.exec_instance(data.exec_id)
+    await runtime.managed.exec_instance(data.exec_id)
     await runtime.engine.run(lambda api: api.exec_resize(data.exec_id, height=data.size.rows, width=data.size.cols))
 
 

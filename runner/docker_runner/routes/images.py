@@ -34,7 +34,7 @@ async def ensure_image(data: JSONBody[EnsureImageBody], scope: Scope, runtime: R
 
 @post("/v1/volumes/remove", status_code=204, responses=errors())
 async def remove_volume(data: JSONBody[RemoveVolumeBody], runtime: RuntimeDep) -> None:
-    await containers.remove_volume(runtime.engine, runtime.scope, data.volume_name, data.force)
+    await containers.remove_volume(runtime.engine, runtime.managed, data.volume_name, data.force)
 
 
 ROUTES = [ensure_image, remove_volume]

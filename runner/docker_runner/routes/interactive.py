@@ -213,7 +213,7 @@ async def _serve(socket: WebSocket[Any, Any, Any], runtime: Runtime, lease: Stre
         return
     note(socket.scope, containerId=query.container_id)
     try:
-        await runtime.scope.container(query.container_id)
+        await runtime.managed.container(query.container_id)
         session = await InteractiveExec.start(runtime.engine, query, lease)
     except ApiError as error:
         await socket.send_text(json.dumps(_error_frame(error)))

@@ -42,7 +42,7 @@ async def events_sse(
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
     cursor = EventCursor(events.parse_last_event_id(last_event_id))
-    wanted = events.with_scope(events.parse_filters(filters), runtime.scope.label_filters())
+    wanted = events.with_scope(events.parse_filters(filters), runtime.managed.label_filters())
     stream = await events.subscribe(
         runtime.engine,
         events.parse_timestamp("since", since),
@@ -75,7 +75,7 @@ async def logs_sse(
 ) -> ServerSentEvent:
     query = logs.LogQuery.parse(follow, since, tail, stdout, stderr, timestamps)
     note(request.scope, containerId=container_id)
-    document = await inspect(runtime.engine, runtime.scope, container_id)
+    document = await inspect(runtime.engine, runtime.managed, container_id)
     tty = bool((document.get("Config") or {}).get("Tty"))
     stream = await logs.open_logs(runtime.engine, str(document["Id"]), query)
     at_request_end(request.scope, stream.aclose)

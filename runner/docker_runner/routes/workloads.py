@@ -101,7 +101,7 @@ async def run_once(data: JSONBody[RunBody], request: Request[Any, Any, Any], run
     run = OneUseRun("run", data.image, script, token, stdin, data.timeout_ms or 0, max_output, prepare)
     try:
         result, pooled = await run_one_use(
-            runtime.bench, runtime.metrics, run, watch_disconnect(request.receive), runtime.draining
+            runtime.runs, runtime.metrics, run, watch_disconnect(request.receive), runtime.draining
         )
     finally:
         if tar is not None:
@@ -139,7 +139,7 @@ async def _run_test(
     run = OneUseRun("test", body.image, script, token, None, timeout_ms, runtime.settings.max_output_bytes, prepare)
     try:
         result, pooled = await run_one_use(
-            runtime.bench, runtime.metrics, run, watch_disconnect(request.receive), runtime.draining
+            runtime.runs, runtime.metrics, run, watch_disconnect(request.receive), runtime.draining
         )
     finally:
         rooted.close()
