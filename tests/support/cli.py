@@ -56,10 +56,11 @@ class OutputReader:
         self._thread.start()
 
     def _read(self) -> None:
+        poller = select.poll()  # not select(): a long test session may hold descriptors past 1024
+        poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         try:
             while True:
-                readable, _, _ = select.select([self._fd], [], [], 1)
-                if not readable:
+                if not poller.poll(1000):
                     continue
                 chunk = os.read(self._fd, 65_536)
                 if not chunk:

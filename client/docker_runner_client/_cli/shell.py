@@ -126,7 +126,7 @@ class InputPump:
     def _step(self) -> bool:
         """One wake-up: a resize, stdin bytes, the end of stdin; False once told to stop."""
         watched = [self.wake_read] if self._stdin_fd is None else [self.wake_read, self._stdin_fd]
-        readable, _, _ = select.select(watched, [], [])
+        readable = _readable(watched)
         if self.wake_read in readable:
             wake = os.read(self.wake_read, 1024)
             if _STOP in wake:
@@ -157,3 +157,11 @@ def _shell(client: HttpDockerRunnerClient, args: argparse.Namespace) -> int:
             finally:
                 pump.stop()
         return session.exit_code if session.exit_code is not None else 0
+
+
+def _readable(fds: list[int]) -> set[int]:
+    """The descriptors of ``fds`` that can be read now, waiting until one can (poll: no limit of 1024)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return {fd for fd, _mask in poller.poll()}
