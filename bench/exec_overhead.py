@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import docker
 from tests.support.server import TEST_SECRET, make_settings, running_runner
 
-from docker_runner.container_spec import MANAGED_LABEL
+from docker_runner.containers.spec import MANAGED_LABEL
 from docker_runner_client import HttpDockerRunnerClient
 
 IMAGE = os.environ.get("RUNNER_TEST_IMAGE", "runner-test/busybox:latest")

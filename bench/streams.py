@@ -57,8 +57,8 @@ import docker
 from tests.support.server import TEST_SECRET, make_settings, running_runner
 from websockets.sync.client import ClientConnection, connect
 
-from docker_runner.container_spec import MANAGED_LABEL
-from docker_runner.sockets import raw_socket, take_buffered
+from docker_runner.containers.spec import MANAGED_LABEL
+from docker_runner.engine.sockets import raw_socket, take_buffered
 from docker_runner_client import HttpDockerRunnerClient
 from docker_runner_client._signing import sign_headers
 

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import envfile, log_format
-from .policy import PolicyError
-from .pool_config import PoolError
+from .policy.checker import PolicyError
 from .runtime import Runtime
 from .server import ListenError, RunnerServer, bind_listener, uvicorn_config
 from .settings import Settings, SettingsError
+from .workloads.pool_config import PoolError
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:

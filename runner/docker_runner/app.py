@@ -10,17 +10,17 @@ import anyio
 from litestar import Litestar
 from litestar.di import Provide
 
-from .http_auth import AuthMiddleware
-from .http_errors import exception_handlers
-from .http_runtime import provide_runtime
-from .observe import RequestObserver
-from .openapi import openapi_config, openapi_document
-from .reaper import reap_forever
-from .routes import archives, containers, exec, health, images, interactive, jobs, metrics, streams, workloads
-from .routes.ui import ROUTES as UI_ROUTES
+from .containers.reaper import reap_forever
+from .http.dependencies import provide_runtime
+from .http.errors import exception_handlers
+from .http.middleware import AuthMiddleware
+from .http.observe import RequestObserver
+from .http.openapi import openapi_config, openapi_document
+from .http.routes import archives, containers, exec, health, images, interactive, jobs, metrics, streams, workloads
+from .http.routes.ui import ROUTES as UI_ROUTES
 from .runtime import Runtime
 from .settings import Settings
-from .workloads import shutdown as shut_runs_down
+from .workloads.runs import shutdown as shut_runs_down
 
 log = logging.getLogger("docker_runner")
 REMOVALS_DRAIN_SECONDS = 10  # at shutdown, for removals the engine could not do yet

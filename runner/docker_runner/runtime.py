@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .auth import NonceCache
-from .container_spec import MANAGED_LABEL
-from .draining import Draining
-from .engine import Engine
+from .auth.checks import NonceCache
+from .auth.nonces import MemoryNonceStore, NonceStore, RedisNonceStore, redis_client
+from .auth.tickets import MAX_TTL_MS, TICKETS_KEPT, TicketBook
+from .containers.managed import ManagedScope
+from .containers.reaper import TouchLog
+from .containers.spec import MANAGED_LABEL
+from .engine.core import Engine
 from .errors import ApiError
-from .jobs import JobManager
+from .exec.draining import Draining
+from .jobs.manager import JobManager
 from .metrics import Metrics
-from .nonces import MemoryNonceStore, NonceStore, RedisNonceStore, redis_client
-from .policy import CreateChecker, Policy, load_policy, sockets_for
-from .pool import PoolManager
-from .pool_config import load_pools
-from .reaper import TouchLog
-from .scope import ManagedScope
+from .policy.checker import CreateChecker, Policy, load_policy, sockets_for
 from .settings import Settings
-from .tickets import MAX_TTL_MS, TICKETS_KEPT, TicketBook
-from .workloads import OneUseRuns
+from .workloads.pool import PoolManager
+from .workloads.pool_config import load_pools
+from .workloads.runs import OneUseRuns
 
 
 @dataclass

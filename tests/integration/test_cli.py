@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from docker_runner import envfile
-from docker_runner.container_spec import INSTANCE_LABEL, MANAGED_LABEL
-from docker_runner.pool import POOL_LABEL
+from docker_runner.containers.spec import INSTANCE_LABEL, MANAGED_LABEL
+from docker_runner.workloads.pool import POOL_LABEL
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.waiting import wait_for
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from docker_runner.pool import POOL_LABEL
+from docker_runner.workloads.pool import POOL_LABEL
 from docker_runner_client import HttpDockerRunnerClient
 from tests.support.cli import cli, text
 from tests.support.docker_env import TEST_IMAGE

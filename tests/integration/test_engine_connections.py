@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docker_runner.engine import Engine
+from docker_runner.engine.core import Engine
 from tests.support.server import make_settings
 
 pytestmark = pytest.mark.docker

@@ -16,9 +16,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from docker_runner import interactive
-from docker_runner.engine import Engine
-from docker_runner.interactive import ExecQuery, InteractiveExec
+from docker_runner.engine.core import Engine
+from docker_runner.exec import interactive
+from docker_runner.exec.interactive import ExecQuery, InteractiveExec
 from docker_runner_client import (
     Conflict,
     HttpDockerRunnerClient,

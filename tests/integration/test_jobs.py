@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from docker_runner.errors import ApiError
-from docker_runner.job_spec import JOB_LABEL, JobRequest
+from docker_runner.jobs.spec import JOB_LABEL, JobRequest
 from docker_runner.runtime import Runtime
 from docker_runner.settings import Settings
 from docker_runner_client import (

@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from docker_runner.tickets import TicketBook, split_ticket
+from docker_runner.auth.tickets import TicketBook, split_ticket
 from docker_runner_client import HttpDockerRunnerClient, StartedContainer, ValidationFailed
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.waiting import wait_for

@@ -18,7 +18,7 @@ from typing import Any
 
 from playwright.sync_api import Page
 
-from docker_runner.routes.ui import CHECKOUT_BUNDLE
+from docker_runner.http.routes.ui import CHECKOUT_BUNDLE
 from tests.support.waiting import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")

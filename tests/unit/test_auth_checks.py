@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docker_runner.auth import NonceCache, check_headers
+from docker_runner.auth.checks import NonceCache, check_headers
 from docker_runner.errors import ApiError
 
 NOW = 1_767_225_600_000

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from docker_runner.availability import Availability
+from docker_runner.engine.availability import Availability
 from docker_runner.errors import ApiError, docker_unavailable
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from docker_runner.container_spec import INSTANCE_LABEL, MANAGED_LABEL, TTL_LABEL, ContainerOpts, build_create_body
+from docker_runner.containers.spec import INSTANCE_LABEL, MANAGED_LABEL, TTL_LABEL, ContainerOpts, build_create_body
 
 
 def _opts(**fields: object) -> ContainerOpts:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from docker_runner.demux import STDERR, STDOUT, FrameDemuxer, frame
-from docker_runner.output_buffer import TailBuffer
+from docker_runner.protocol.demux import STDERR, STDOUT, FrameDemuxer, frame
+from docker_runner.protocol.output_buffer import TailBuffer
 
 HEADER_OUT_5 = b"\x01\x00\x00\x00\x00\x00\x00\x05"
 

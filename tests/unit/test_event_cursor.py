@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from docker_runner.event_cursor import MAX_DIGESTS, REORDER_WINDOW_NS, EventCursor, Position
-from docker_runner.ndjson import LineSplitter
+from docker_runner.protocol.event_cursor import MAX_DIGESTS, REORDER_WINDOW_NS, EventCursor, Position
+from docker_runner.protocol.ndjson import LineSplitter
 
 BASE = 1_767_225_600_000_000_000
 

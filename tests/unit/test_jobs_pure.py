@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from httpx_sse import ServerSentEvent
 
-from docker_runner import job_spec, units
-from docker_runner.demux import frame
+from docker_runner import units
 from docker_runner.errors import ApiError, Kind
-from docker_runner.job_events import EventBuffer, OutputLines, classify
-from docker_runner.job_stream import frames, resume_point
-from docker_runner.jobs import Job, _Outcome, verdict
+from docker_runner.jobs import spec as job_spec
+from docker_runner.jobs.events import EventBuffer, OutputLines, classify
+from docker_runner.jobs.manager import Job, _Outcome, verdict
+from docker_runner.jobs.stream import frames, resume_point
+from docker_runner.protocol.demux import frame
 from docker_runner.settings import Settings, SettingsError
 from docker_runner_client import Job as ClientJob
 from docker_runner_client import JobEventsDropped, JobLog, JobMessage, JobResources, JobUpdate

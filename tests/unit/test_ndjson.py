@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from docker_runner.ndjson import LineSplitter
+from docker_runner.protocol.ndjson import LineSplitter
 
 EVENTS = [{"id": "a", "n": 1}, {"id": "é✓😀", "n": 2}, {"id": "c" * 5000, "n": 3}]
 STREAM = b"".join(json.dumps(event, ensure_ascii=False).encode() + b"\n" for event in EVENTS)

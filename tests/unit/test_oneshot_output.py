@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from docker_runner.oneshot import RunOutput, script_for
+from docker_runner.workloads.bootstrap import RunOutput, script_for
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 MARKER = f"\n__docker_runner_exit_{TOKEN}:3\n".encode()

@@ -14,8 +14,8 @@ from typing import IO
 import pytest
 
 from docker_runner.errors import ApiError
-from docker_runner.patch_tar import MAX_HEADER_BYTES, checked_removals, rewrite_patch
-from docker_runner.workloads import patch_refusals
+from docker_runner.protocol.patch_tar import MAX_HEADER_BYTES, checked_removals, rewrite_patch
+from docker_runner.workloads.runs import patch_refusals
 
 Entry = tuple[tarfile.TarInfo, bytes]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from docker_runner.patch_tar import rewrite_patch
+from docker_runner.protocol.patch_tar import rewrite_patch
 from docker_runner_client import _routes as routes
 from docker_runner_client import changed_files
 from docker_runner_client._client import ClientCore

@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from docker_runner.container_spec import ContainerOpts, build_create_body
+from docker_runner.containers.spec import ContainerOpts, build_create_body
 from docker_runner.errors import ApiError
-from docker_runner.policy import (
+from docker_runner.policy.checker import (
     Allow,
     BindRule,
     Ceiling,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from docker_runner.pool_config import PoolError, load_pools
 from docker_runner.runtime import Runtime
+from docker_runner.workloads.pool_config import PoolError, load_pools
 from tests.support.server import make_settings
 
 

@@ -14,8 +14,9 @@ from litestar import Litestar
 from litestar.routes import HTTPRoute, WebSocketRoute
 
 import docker_runner
-from docker_runner import errors, http_errors
+from docker_runner import errors
 from docker_runner.app import create_app
+from docker_runner.http import errors as http_errors
 from tests.support.server import make_settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from docker_runner.container_spec import INSTANCE_LABEL, TTL_LABEL
-from docker_runner.reaper import TouchLog, expired_ids, listed_container, seconds_left
+from docker_runner.containers.reaper import TouchLog, expired_ids, listed_container, seconds_left
+from docker_runner.containers.spec import INSTANCE_LABEL, TTL_LABEL
 
 
 class Clock:

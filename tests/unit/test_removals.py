@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from docker_runner.engine.removals import Removals
 from docker_runner.errors import docker_unavailable
-from docker_runner.removals import Removals
 
 
 class FlakyEngine:

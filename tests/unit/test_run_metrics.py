@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from docker_runner.jobs import ENDED
+from docker_runner.jobs.manager import ENDED
 from docker_runner.metrics import JOB_STATUSES, RUN_KINDS, RUN_OUTCOMES, Metrics
-from docker_runner.oneshot import RunResult
-from docker_runner.workloads import run_outcome
+from docker_runner.workloads.bootstrap import RunResult
+from docker_runner.workloads.runs import run_outcome
 
 
 def _result(exit_code: int | None, *, timed_out: bool = False, cancelled: bool = False) -> RunResult:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from docker_runner.auth import SignedHeaders, check_signature
+from docker_runner.auth.checks import SignedHeaders, check_signature
 from docker_runner_client._signing import body_hash, canonical_json, sign, sign_headers, signing_payload
 
 VECTORS = json.loads((Path(__file__).parent / "protocol-vectors.json").read_text())["vectors"]

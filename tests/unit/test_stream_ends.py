@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import pytest
 
-from docker_runner import events, logs
-from docker_runner.engine import Engine
+from docker_runner.containers import events, logs
+from docker_runner.engine.core import Engine
 from docker_runner.errors import ApiError
-from docker_runner.event_cursor import EventCursor
+from docker_runner.protocol.event_cursor import EventCursor
 from docker_runner_client import AsyncHttpDockerRunnerClient, HttpDockerRunnerClient, StreamError
 from tests.support.server import TEST_SECRET, make_settings
 

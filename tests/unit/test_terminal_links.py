@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from docker_runner.auth.tickets import TicketBook
 from docker_runner.errors import ApiError
-from docker_runner.routes.interactive import origin_allowed
+from docker_runner.http.routes.interactive import origin_allowed
 from docker_runner.settings import Settings, SettingsError
-from docker_runner.tickets import TicketBook
 from docker_runner_client import Ticket
 from docker_runner_client._routes import terminal_page_url, terminal_target
 

@@ -1,0 +1,153 @@
+"""One-shot runs in a container whose main process waits on its stdin for the script (blocking).
+
+The container's main process is a tiny shell bootstrap: it reads one line (the base64 of the
+script), runs the script in a subshell with the rest of stdin as the script's stdin, then prints
+an exit marker with a per-run random token. Dispatching a run is then a write on an attach stream
+opened ahead of time: no exec, no container start on the hot path. A container runs one script
+and is thrown away, so no state leaks from one run to the next.
+
+The image needs ``sh`` and ``base64`` (busybox, coreutils).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import shlex
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..containers.spec import STDIN_ATTACHED
+from ..engine.pump import Ending, Pump
+from ..engine.sockets import Attached, Canceller
+from ..protocol.demux import STDERR, FrameDemuxer
+from ..protocol.output_buffer import TailBuffer
+
+BOOTSTRAP = 'IFS= read -r line && eval "$(printf %s "$line" | base64 -d)"'
+_MARKER = re.compile(rb"\n__docker_runner_exit_([0-9a-f]{32}):(\d+)\n")
+MARKER_RESERVE = 64  # bytes of stdout held back in case a marker is being cut
+
+
+def bootstrap_config(body: dict[str, Any]) -> dict[str, Any]:
+    """A create body whose main process is the bootstrap, with stdin attached once."""
+    return {
+        **body,
+        "Entrypoint": ["/bin/sh", "-c", BOOTSTRAP],
+        "Cmd": [],
+        **STDIN_ATTACHED,
+    }
+
+
+def script_for(command: str | list[str], workdir: str | None) -> tuple[str, str]:
+    """(the script the bootstrap runs, the token of its exit marker)."""
+    token = uuid.uuid4().hex
+    line = command if isinstance(command, str) else shlex.join(command)
+    cd = f"cd {shlex.quote(workdir)} && " if workdir else ""
+    # the marker goes to both streams: the engine relays stdout and stderr independently, so the
+    # end of stdout says nothing about whether the last of stderr has arrived
+    marker = f"'\\n__docker_runner_exit_%s:%d\\n' {token} $code"
+    script = f"( {cd}{line}\n)\ncode=$?\nprintf {marker}\nprintf {marker} >&2\n"
+    return script, token
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    truncated: bool
+    timed_out: bool
+    cancelled: bool
+    elapsed_ms: int
+
+
+class MarkedStream:
+    """One output stream, up to its exit marker (taken out); bytes after the marker are dropped."""
+
+    def __init__(self, token: bytes, limit: int) -> None:
+        self._token = token
+        self._held = b""  # a tail that might be the start of the marker
+        self.text = TailBuffer(limit)
+        self.code: int | None = None
+
+    def feed(self, payload: bytes) -> None:
+        if self.code is not None:
+            return
+        held = self._held + payload
+        for match in _MARKER.finditer(held):
+            if match.group(1) == self._token:
+                self.text.append(held[: match.start()])
+                self._held = b""
+                self.code = int(match.group(2))
+                return
+        keep = min(len(held), MARKER_RESERVE)
+        self.text.append(held[: len(held) - keep])
+        self._held = held[len(held) - keep :]
+
+    def finish(self) -> None:
+        self.text.append(self._held)
+        self._held = b""
+
+
+class RunOutput:
+    """Demultiplexed output; the run is over once both streams carried the exit marker."""
+
+    def __init__(self, token: str, limit: int) -> None:
+        self._demuxer = FrameDemuxer()
+        self.stdout = MarkedStream(token.encode(), limit)
+        self.stderr = MarkedStream(token.encode(), limit)
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.stdout.code
+
+    @property
+    def done(self) -> bool:
+        return self.stdout.code is not None and self.stderr.code is not None
+
+    def feed(self, data: bytes) -> None:
+        for stream, payload in self._demuxer.feed(data):
+            (self.stderr if stream == STDERR else self.stdout).feed(payload)
+
+    def finish(self) -> None:
+        self.stdout.finish()
+        self.stderr.finish()
+
+
+def run(
+    attached: Attached,
+    script: str,
+    token: str,
+    stdin: bytes | None,
+    timeout_ms: int,
+    max_output_bytes: int,
+    cancel: Canceller,
+) -> RunResult:
+    """Send the script (and stdin) and read until the exit marker, a timeout or a cancel."""
+    started = time.monotonic()
+    # the bootstrap reads the script's line, then the rest is the script's stdin
+    pump = Pump(
+        attached.socket,
+        base64.b64encode(script.encode()) + b"\n" + (stdin or b""),
+        cancel_fd=cancel.fileno(),
+        timeout_seconds=timeout_ms / 1000 if timeout_ms > 0 else math.inf,
+    )
+    output = RunOutput(token, max_output_bytes)
+    for chunk in pump:
+        output.feed(chunk)
+        if output.done:
+            break
+    # the stream ending without a marker: the container was killed, or died
+    output.finish()
+    return RunResult(
+        exit_code=output.exit_code,
+        stdout=output.stdout.text.text(),
+        stderr=output.stderr.text.text(),
+        truncated=output.stdout.text.truncated or output.stderr.text.truncated,
+        timed_out=pump.ending is Ending.TIMEOUT,
+        cancelled=pump.ending is Ending.CANCELLED,
+        elapsed_ms=int((time.monotonic() - started) * 1000),
+    )
