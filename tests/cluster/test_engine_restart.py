@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -149,6 +150,10 @@ def _events_loop(server: RunningServer, filters: str, stop: threading.Event, see
             time.sleep(0.2)
 
 
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
 def _ready(client: HttpDockerRunnerClient) -> bool:
     try:
         return client.ready() == "ready"
@@ -166,6 +171,7 @@ def test_two_engine_restarts_under_load(
     settings = make_settings(docker_host=node.socket, reaper_interval_ms=10_000)
     filters = base64.b64encode(json.dumps({"type": ["container"], "label": [f"case={case}"]}).encode()).decode()
     tally, stop, seen = Tally(), threading.Event(), []
+    descriptors_before = _descriptors()
     with (
         caplog.at_level(logging.INFO, logger="docker_runner.requests"),
         running_runner(settings) as server,
@@ -201,7 +207,8 @@ def test_two_engine_restarts_under_load(
                 timeout=60,
                 what="every one-shot container to be removed",
             )
-            assert server.runtime.engine.removals.pending() == set()
+            removals = server.runtime.engine.removals
+            wait_for(lambda: not removals.pending(), timeout=30, what="the removal queue to empty")
         finally:
             for item in api.containers(all=True, filters={"label": f"case={case}"}):
                 api.remove_container(item["Id"], force=True)
@@ -213,3 +220,5 @@ def test_two_engine_restarts_under_load(
     assert tally.wrong == []
     assert tally.retryable > 0  # the outages were seen
     assert len(seen) == len(set(seen)), "an event was delivered twice"
+    # the runner is gone: what it held (sockets, the pipes that cancel runs) went with it
+    wait_for(lambda: _descriptors() <= descriptors_before + 16, timeout=30, what="the descriptors to be given back")

@@ -26,7 +26,23 @@ class Canceller:
         os.set_blocking(self._write_fd, False)
         self._lock = threading.Lock()
         self._closed = False
+        self._claimed = False
         self.cancelled = False
+
+    def claim(self) -> bool:
+        """The work that uses it begins (and closes it when it ends); False when it is closed already."""
+        with self._lock:
+            self._claimed = not self._closed
+            return self._claimed
+
+    def close_unclaimed(self) -> None:
+        """Close it unless a work has claimed it (that work closes it): no pipe outlives a refused run."""
+        with self._lock:
+            if self._claimed or self._closed:
+                return
+            self._closed = True
+            os.close(self._read_fd)
+            os.close(self._write_fd)
 
     def fileno(self) -> int:
         return self._read_fd

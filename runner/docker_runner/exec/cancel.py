@@ -44,6 +44,8 @@ async def run_cancellable(
     canceller = Canceller()
 
     def run(api: APIClient) -> T:
+        if not canceller.claim():
+            raise RuntimeError("the caller gave up before the work began")  # nobody reads this answer
         try:
             return work(api, canceller)
         finally:
@@ -55,3 +57,4 @@ async def run_cancellable(
             return await engine.run_stream(run, on_cancel=canceller.cancel)
     finally:
         watcher.cancel()
+        canceller.close_unclaimed()  # the work never began (the engine was refused at once, say)
