@@ -37,12 +37,7 @@ class Canceller:
 
     def close_unclaimed(self) -> None:
         """Close it unless a work has claimed it (that work closes it): no pipe outlives a refused run."""
-        with self._lock:
-            if self._claimed or self._closed:
-                return
-            self._closed = True
-            os.close(self._read_fd)
-            os.close(self._write_fd)
+        self._close(unless_claimed=True)
 
     def fileno(self) -> int:
         return self._read_fd
@@ -55,11 +50,15 @@ class Canceller:
             os.write(self._write_fd, b"x")
 
     def close(self) -> None:
+        self._close(unless_claimed=False)
+
+    def _close(self, unless_claimed: bool) -> None:
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                os.close(self._read_fd)
-                os.close(self._write_fd)
+            if self._closed or (unless_claimed and self._claimed):
+                return
+            self._closed = True
+            os.close(self._read_fd)
+            os.close(self._write_fd)
 
 
 def raw_socket(stream: Any) -> socket.socket:
