@@ -13,10 +13,23 @@ from litestar.di import Provide
 from .containers.reaper import reap_forever
 from .http.dependencies import provide_runtime
 from .http.errors import exception_handlers
+from .http.forwarding import ForwardingMiddleware
 from .http.middleware import AuthMiddleware
 from .http.observe import RequestObserver
 from .http.openapi import openapi_config, openapi_document
-from .http.routes import archives, containers, exec, health, images, interactive, jobs, metrics, streams, workloads
+from .http.routes import (
+    archives,
+    cluster,
+    containers,
+    exec,
+    health,
+    images,
+    interactive,
+    jobs,
+    metrics,
+    streams,
+    workloads,
+)
 from .http.routes.ui import ROUTES as UI_ROUTES
 from .runtime import Runtime
 from .settings import Settings
@@ -74,9 +87,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *workloads.ROUTES,
             *jobs.ROUTES,
             *(UI_ROUTES if settings.ui else []),  # the browser terminal, off by default
+            *(cluster.ROUTES if runtime.cluster is not None else []),
             openapi_document,
         ],
-        middleware=[auth],
+        # authentication first: only a verified request is forwarded to another node's runner
+        middleware=[auth, ForwardingMiddleware()] if runtime.cluster is not None else [auth],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         exception_handlers=exception_handlers(),
         lifespan=[lifespan],

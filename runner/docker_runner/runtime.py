@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .auth.checks import NonceCache
 from .auth.nonces import MemoryNonceStore, NonceStore, RedisNonceStore, redis_client
 from .auth.tickets import MAX_TTL_MS, TICKETS_KEPT, TicketBook
+from .cluster.cluster import Cluster
 from .containers.managed import ManagedScope
 from .containers.reaper import TouchLog
 from .containers.spec import MANAGED_LABEL
@@ -35,6 +36,7 @@ class Runtime:
     pools: PoolManager
     runs: OneUseRuns
     jobs: JobManager
+    cluster: Cluster | None = None  # DOCKER_RUNNER_CLUSTER=swarm: one runner of many
     touches: TouchLog = field(default_factory=TouchLog)
     draining: Draining = field(default_factory=Draining)
 
@@ -72,11 +74,14 @@ class Runtime:
             pools=pools,
             runs=runs,
             jobs=JobManager(engine, checker, settings, metrics),
+            cluster=Cluster(engine, settings) if settings.cluster == "swarm" else None,
         )
 
     async def aclose(self) -> None:
         """What the runtime holds open besides the engine: the nonce store's connections."""
         await self.nonces.aclose()
+        if self.cluster is not None:
+            await self.cluster.aclose()
 
     def secrets(self) -> tuple[str, ...]:
         return self.settings.secrets

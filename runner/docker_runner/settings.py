@@ -57,6 +57,13 @@ def _nonce_store(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _cluster(env: Mapping[str, str]) -> str | None:
+    raw = env.get("DOCKER_RUNNER_CLUSTER", "").strip().lower()
+    if raw not in ("", "swarm"):
+        raise SettingsError(f"DOCKER_RUNNER_CLUSTER must be swarm (or unset), got {raw!r}")
+    return raw or None
+
+
 def _scope_all(env: Mapping[str, str]) -> bool:
     raw = env.get("DOCKER_RUNNER_SCOPE", "").strip().lower() or "managed"
     if raw not in ("managed", "all"):
@@ -145,6 +152,10 @@ class Settings:
     job_history: int = 100
     ui: bool = False
     ui_dir: Path | None = None
+    cluster: str | None = None  # "swarm": one runner per Swarm node; None: this host only
+    peers: str | None = None  # a DNS name whose addresses are the peers, or comma-separated URLs
+    placement_timeout_ms: int = 30_000
+    peer_timeout_ms: int = 1_500
 
     def __post_init__(self) -> None:
         if not self.shared_secret:
@@ -228,4 +239,8 @@ class Settings:
             job_history=_int(env, "DOCKER_RUNNER_JOB_HISTORY", 100, minimum=1),
             ui=_bool(env, "DOCKER_RUNNER_UI", False),
             ui_dir=Path(ui_dir) if (ui_dir := env.get("DOCKER_RUNNER_UI_DIR", "").strip()) else None,
+            cluster=_cluster(env),
+            peers=env.get("DOCKER_RUNNER_PEERS", "").strip() or None,
+            placement_timeout_ms=_int(env, "DOCKER_RUNNER_PLACEMENT_TIMEOUT_MS", 30_000, minimum=100),
+            peer_timeout_ms=_int(env, "DOCKER_RUNNER_PEER_TIMEOUT_MS", 1_500, minimum=100),
         )

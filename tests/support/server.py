@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -29,12 +30,12 @@ def make_settings(**overrides: object) -> Settings:
 
 
 class RunningServer:
-    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime, listener: socket.socket | None = None) -> None:
         self.settings = settings
         self.runtime = runtime
-        # as the console script serves it (docker_runner.server), on a free port
+        # as the console script serves it (docker_runner.server), on a free port (or the one given)
         self._server = RunnerServer(uvicorn_config(settings, runtime, log_level="warning", log_config=None), runtime)
-        self._socket = bind_listener("127.0.0.1", 0)
+        self._socket = listener or bind_listener("127.0.0.1", 0)
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
@@ -54,9 +55,9 @@ class RunningServer:
 
 
 @contextmanager
-def running_runner(settings: Settings | None = None) -> Iterator[RunningServer]:
+def running_runner(settings: Settings | None = None, listener: socket.socket | None = None) -> Iterator[RunningServer]:
     settings = settings or make_settings()
-    server = RunningServer(settings, Runtime.create(settings))
+    server = RunningServer(settings, Runtime.create(settings), listener)
     server.start()
     try:
         yield server

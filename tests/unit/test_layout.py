@@ -13,7 +13,7 @@ import pytest
 REPOSITORY = Path(__file__).resolve().parents[2]
 RUNNER = REPOSITORY / "runner" / "docker_runner"
 CLIENT = REPOSITORY / "client" / "docker_runner_client"
-PACKAGES = ("protocol", "auth", "engine", "containers", "policy", "exec", "workloads", "jobs", "http")
+PACKAGES = ("protocol", "auth", "engine", "containers", "policy", "exec", "workloads", "jobs", "cluster", "http")
 # the composition: it wires every package together, and may import them all
 COMPOSITION = ("app", "server", "__main__", "runtime")
 
@@ -135,7 +135,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "exec": SHARED | {"engine", "containers"},
     "workloads": SHARED | {"engine", "containers", "policy", "exec"},
     "jobs": SHARED | {"engine", "containers", "policy", "exec"},
-    "http": SHARED | {"auth", "engine", "containers", "policy", "exec", "workloads", "jobs", "runtime", "__init__"},
+    "cluster": SHARED | {"engine", "containers", "policy", "auth"},
+    "http": SHARED
+    | {"auth", "engine", "containers", "policy", "exec", "workloads", "jobs", "cluster", "runtime", "__init__"},
 }
 
 

@@ -34,7 +34,8 @@ def _doc() -> str:
 
 @cache
 def _app() -> Litestar:
-    return create_app(make_settings(ui=True))  # the UI on: its routes are served too
+    # the UI and the cluster mode on: their routes are served too (building the app asks no engine)
+    return create_app(make_settings(ui=True, cluster="swarm"))
 
 
 def _normal(path: str) -> str:

@@ -33,6 +33,13 @@ class Resources(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit
     gpus: Literal["all"] | list[NonEmptyStr] | None = None
 
 
+class Placement(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
+    """Where Swarm may put the container (cluster mode): its constraints and preferences, as Swarm takes them."""
+
+    constraints: list[NonEmptyStr] | None = None
+    preferences: list[NonEmptyStr | dict[str, Any]] | None = None
+
+
 class ContainerOpts(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
     image: NonEmptyStr
     name: NonEmptyStr | None = None
@@ -51,6 +58,7 @@ class ContainerOpts(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
     create_extras: dict[str, Any] | None = None
     ttl_seconds: PositiveInt | None = None
     resources: Resources | None = None
+    placement: Placement | None = None  # cluster mode only
 
 
 def _env_list(env: dict[str, str] | list[str] | None) -> list[str] | None:

@@ -46,7 +46,7 @@ def request_target(scope: Scope) -> str:
     return target + "?" + query.decode("latin-1") if query else target
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key.lower() == name:
             return value.decode("latin-1")
@@ -90,7 +90,7 @@ async def _spool_body(receive: Receive, limit: int, directory: str | None) -> tu
     return spool, encode_body_digest(digest.digest())
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
+def replaying(body: bytes, receive: Receive) -> Receive:
     """A receive that hands the already-read body to the handler, then the real stream (disconnects)."""
     delivered = False
 
@@ -177,7 +177,7 @@ class AuthMiddleware(ASGIMiddleware):
         return (
             self._tickets is not None
             and bool(scope["route_handler"].opt.get(TICKETS_ACCEPTED))
-            and _header(scope, SIGNATURE_HEADER.encode()) is None
+            and header(scope, SIGNATURE_HEADER.encode()) is None
             and b"ticket=" in (scope.get("query_string") or b"")
         )
 
@@ -195,9 +195,9 @@ class AuthMiddleware(ASGIMiddleware):
 
     def _signed_headers(self, scope: Scope) -> SignedHeaders:
         return check_headers(
-            _header(scope, TIMESTAMP_HEADER.encode()),
-            _header(scope, NONCE_HEADER.encode()),
-            _header(scope, SIGNATURE_HEADER.encode()),
+            header(scope, TIMESTAMP_HEADER.encode()),
+            header(scope, NONCE_HEADER.encode()),
+            header(scope, SIGNATURE_HEADER.encode()),
             self._now_ms(),
             self._skew_ms,
         )
@@ -216,7 +216,7 @@ class AuthMiddleware(ASGIMiddleware):
         else:
             body = await _read_body(receive, self._max_body_bytes)
             hashes = body_hashes(body)
-            receive = _replaying(body, receive)
+            receive = replaying(body, receive)
         try:
             await self._verify(method, request_target(scope), headers, hashes)
             if spool is not None:

@@ -17,6 +17,7 @@ from ...containers.spec import NonEmptyStr
 from ...engine import archives
 from ...errors import validation_error
 from ..dependencies import RuntimeDep
+from ..forwarding import LOCATED_BY
 from ..middleware import STREAMED_BODY, spooled_body
 from ..observe import at_request_end, note
 from ..openapi import TarDownload, TarUpload, errors
@@ -30,7 +31,7 @@ class PutArchiveBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True)
     payload_base64: str
 
 
-@post("/v1/containers/putArchive", status_code=204, responses=errors())
+@post("/v1/containers/putArchive", status_code=204, responses=errors(), opt={LOCATED_BY: ("body", "containerId")})
 async def put_archive_json(data: JSONBody[PutArchiveBody], scope: Scope, runtime: RuntimeDep) -> None:
     note(scope, containerId=data.container_id)
     try:
@@ -44,7 +45,7 @@ async def put_archive_json(data: JSONBody[PutArchiveBody], scope: Scope, runtime
 @put(
     "/v1/containers/{container_id:str}/archive",
     status_code=204,
-    opt={STREAMED_BODY: True},
+    opt={STREAMED_BODY: True, LOCATED_BY: ("path", "container_id")},
     request_max_body_size=None,
     responses=errors(),
     operation_class=TarUpload,
@@ -60,7 +61,12 @@ async def put_archive_raw(
     await archives.put(runtime.engine, container_id, path, spooled_body(request.scope))
 
 
-@get("/v1/containers/{container_id:str}/archive", responses=errors(), operation_class=TarDownload)
+@get(
+    "/v1/containers/{container_id:str}/archive",
+    responses=errors(),
+    operation_class=TarDownload,
+    opt={LOCATED_BY: ("path", "container_id")},
+)
 async def get_archive_raw(
     container_id: Annotated[str, PathParameter()], path: PathQuery, scope: Scope, runtime: RuntimeDep
 ) -> Stream:

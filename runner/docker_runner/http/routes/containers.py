@@ -14,6 +14,7 @@ from ...containers import lifecycle, reaper
 from ...containers.spec import ContainerOpts, NonEmptyStr, build_create_body
 from ...errors import validation_error
 from ..dependencies import RuntimeDep
+from ..forwarding import GATHERED, LOCATED_BY, ON_A_MANAGER
 from ..observe import note
 from ..openapi import errors
 
@@ -86,7 +87,7 @@ def _label_filters(encoded: str | None) -> list[str]:
     return [f"{key}={value}" for key, value in wanted.items()]
 
 
-@get("/v1/containers", responses=errors())
+@get("/v1/containers", responses=errors(), opt={GATHERED: "containers"})
 async def list_containers(
     runtime: RuntimeDep,
     include_stopped: Annotated[bool, QueryParameter(name="all")] = False,
@@ -101,10 +102,16 @@ async def list_containers(
     return ContainerList([ListedContainer(**vars(item)) for item in listed])
 
 
-@post("/v1/containers/start", status_code=200, responses=errors())
+@post("/v1/containers/start", status_code=200, responses=errors(), opt={ON_A_MANAGER: True})
 async def start_container(data: JSONBody[ContainerOpts], scope: Scope, runtime: RuntimeDep) -> StartedContainer:
     note(scope, image=data.image)
     body = build_create_body(data, runtime.settings.instance)
+    if runtime.cluster is not None:  # placed by Swarm, on whichever node it picks
+        started = await runtime.cluster.start(data, body, runtime.checker)
+        note(scope, containerId=started["containerId"])
+        return StartedContainer(started["containerId"], started["name"], started["status"])
+    if data.placement is not None:
+        raise validation_error("placement", "needs the cluster mode (DOCKER_RUNNER_CLUSTER=swarm)")
     started = await lifecycle.create_and_start(
         runtime.engine, runtime.checker, runtime.managed, body, data.name, data.platform
     )
@@ -113,52 +120,54 @@ async def start_container(data: JSONBody[ContainerOpts], scope: Scope, runtime: 
     return StartedContainer(started["containerId"], started["name"], started["status"])
 
 
-@post("/v1/containers/stop", status_code=204, responses=errors())
+@post("/v1/containers/stop", status_code=204, responses=errors(), opt={LOCATED_BY: ("body", "containerId")})
 async def stop_container(data: JSONBody[StopBody], scope: Scope, runtime: RuntimeDep) -> None:
     note(scope, containerId=data.container_id)
     timeout = 10 if data.timeout_sec is None else data.timeout_sec
     await lifecycle.stop(runtime.engine, runtime.managed, data.container_id, timeout)
 
 
-@post("/v1/containers/remove", status_code=204, responses=errors())
+@post("/v1/containers/remove", status_code=204, responses=errors(), opt={LOCATED_BY: ("body", "containerId")})
 async def remove_container(data: JSONBody[RemoveBody], scope: Scope, runtime: RuntimeDep) -> None:
     note(scope, containerId=data.container_id)
+    if runtime.cluster is not None and await runtime.cluster.remove_placed(data.container_id):
+        return  # its service is removed, and with it the container
     await lifecycle.remove(runtime.engine, runtime.managed, data.container_id, data.force, data.remove_volumes)
 
 
-@get("/v1/containers/inspect", responses=errors())
+@get("/v1/containers/inspect", responses=errors(), opt={LOCATED_BY: ("query", "containerId")})
 async def inspect_container(container_id: ContainerIdQuery, scope: Scope, runtime: RuntimeDep) -> dict[str, Any]:
     note(scope, containerId=container_id)
     return await lifecycle.inspect(runtime.engine, runtime.managed, container_id)
 
 
-@get("/v1/containers/labels", responses=errors())
+@get("/v1/containers/labels", responses=errors(), opt={LOCATED_BY: ("query", "containerId")})
 async def container_labels(container_id: ContainerIdQuery, scope: Scope, runtime: RuntimeDep) -> LabelsAnswer:
     note(scope, containerId=container_id)
     return LabelsAnswer(await lifecycle.labels(runtime.engine, runtime.managed, container_id))
 
 
-@get("/v1/containers/networks", responses=errors())
+@get("/v1/containers/networks", responses=errors(), opt={LOCATED_BY: ("query", "containerId")})
 async def container_networks(container_id: ContainerIdQuery, scope: Scope, runtime: RuntimeDep) -> NetworksAnswer:
     note(scope, containerId=container_id)
     return NetworksAnswer(await lifecycle.networks(runtime.engine, runtime.managed, container_id))
 
 
-@post("/v1/containers/findByLabels", status_code=200, responses=errors())
+@post("/v1/containers/findByLabels", status_code=200, responses=errors(), opt={GATHERED: "containerIds"})
 async def find_by_labels(data: JSONBody[FindByLabelsBody], runtime: RuntimeDep) -> ContainerIds:
     if not data.labels:
         raise validation_error("labels", "must have at least one key")
     return ContainerIds(await lifecycle.find_by_labels(runtime.engine, runtime.managed, data.labels, data.all))
 
 
-@get("/v1/containers/listByVolume", responses=errors())
+@get("/v1/containers/listByVolume", responses=errors(), opt={GATHERED: "containerIds"})
 async def list_by_volume(
     volume_name: Annotated[str, QueryParameter(name="volumeName", min_length=1)], runtime: RuntimeDep
 ) -> ContainerIds:
     return ContainerIds(await lifecycle.list_by_volume(runtime.engine, runtime.managed, volume_name))
 
 
-@post("/v1/containers/touch", status_code=204, responses=errors())
+@post("/v1/containers/touch", status_code=204, responses=errors(), opt={LOCATED_BY: ("body", "containerId")})
 async def touch_container(data: JSONBody[ContainerRef], scope: Scope, runtime: RuntimeDep) -> None:
     note(scope, containerId=data.container_id)
     document = await lifecycle.inspect(runtime.engine, runtime.managed, data.container_id)

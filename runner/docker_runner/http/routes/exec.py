@@ -17,6 +17,7 @@ from ...exec.cancel import run_cancellable, watch_disconnect
 from ...exec.run import ExecOutcome, ExecSpec, run_exec, shell_command
 from ...metrics import Metrics
 from ..dependencies import RuntimeDep
+from ..forwarding import LOCATED_BY
 from ..observe import note
 from ..openapi import errors
 
@@ -125,7 +126,7 @@ def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
     )
 
 
-@post("/v1/exec/run", status_code=200, responses=errors(504))
+@post("/v1/exec/run", status_code=200, responses=errors(504), opt={LOCATED_BY: ("body", "containerId")})
 async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any], runtime: RuntimeDep) -> ExecRunAnswer:
     spec = _spec(data, runtime.settings.max_output_bytes)
     note(request.scope, containerId=spec.container_id)
@@ -152,7 +153,7 @@ def _count(metrics: Metrics, outcome: ExecOutcome) -> None:
         metrics.exec_kills.labels(reason=reason).inc()
 
 
-@post("/v1/exec/resize", status_code=204, responses=errors())
+@post("/v1/exec/resize", status_code=204, responses=errors(), opt={LOCATED_BY: ("exec", "execId")})
 async def exec_resize(data: JSONBody[ExecResizeBody], runtime: RuntimeDep) -> None:
     await runtime.managed.exec_instance(data.exec_id)
     await runtime.engine.run(lambda api: api.exec_resize(data.exec_id, height=data.size.rows, width=data.size.cols))

@@ -24,6 +24,7 @@ from ...protocol.output_buffer import TailBuffer
 from ...runtime import Runtime
 from ...settings import Settings
 from ..dependencies import RuntimeDep
+from ..forwarding import LOCATED_BY
 from ..middleware import OPEN_ROUTE, TICKETS_ACCEPTED, UPGRADE_PRECHECK, refuse_upgrade, request_target
 from ..observe import note
 from ..openapi import ErrorEnvelope
@@ -189,7 +190,7 @@ def foreign_origin(scope: Scope) -> ApiError | None:
     return _origin_refused(origin)
 
 
-@websocket(PATH, opt={TICKETS_ACCEPTED: True, UPGRADE_PRECHECK: foreign_origin})
+@websocket(PATH, opt={TICKETS_ACCEPTED: True, UPGRADE_PRECHECK: foreign_origin, LOCATED_BY: ("query", "containerId")})
 async def interactive_exec(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep) -> None:
     # a foreign Origin was refused already, by the auth middleware (UPGRADE_PRECHECK)
     try:

@@ -18,6 +18,7 @@ from ...errors import validation_error
 from ...protocol.event_cursor import EventCursor
 from .. import sse
 from ..dependencies import RuntimeDep
+from ..forwarding import LOCATED_BY
 from ..middleware import TICKETS_ACCEPTED
 from ..observe import at_request_end, note
 from ..openapi import errors
@@ -58,7 +59,7 @@ async def events_sse(
 
 @get(
     "/v1/containers/logs/sse",
-    opt={TICKETS_ACCEPTED: True},
+    opt={TICKETS_ACCEPTED: True, LOCATED_BY: ("query", "containerId")},
     responses=errors(),
     media_type=SSE_MEDIA_TYPE,
     response_description=SSE_DESCRIPTION,

@@ -1,0 +1,224 @@
+"""The cluster as one runner sees it: its own Swarm node, where a container is, placement and
+removal through a manager, and the nodes with their runners.
+
+Where a container is comes from facts, never guesses: this node's engine (a local inspect), then
+Swarm (a manager's task list: the task's node and container), kept in a bounded memory per full
+container id (an id names one container for its life). A worker's engine refuses every Swarm
+call, so a worker asks a manager's runner what Swarm knows (``GET /v1/cluster/locate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+
+from ..containers.create_body import normalize_create_body
+from ..containers.spec import MANAGED_LABEL, ContainerOpts
+from ..engine.core import Engine
+from ..engine.swarm import SERVICE_LABEL, LocalNode, TaskView, local_node, nodes, service_tasks, services_labelled
+from ..errors import ApiError, Kind, docker_unavailable
+from ..policy.checker import CreateChecker
+from ..settings import Settings
+from . import placement
+from .forward import Forwarder
+from .peers import Peer, Peers, node_unavailable
+from .spec import check_expressible, service_spec
+
+REMEMBERED = 100_000
+
+
+def not_a_manager() -> ApiError:
+    return ApiError(
+        Kind.UNAVAILABLE,
+        "no_manager",
+        "No Swarm manager's runner answers: placement needs one (retry shortly)",
+        retryable=True,
+    )
+
+
+class Cluster:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self.peers = Peers(settings.peers, settings.port, settings.shared_secret, settings.peer_timeout_ms / 1000)
+        self.forwarder = Forwarder(
+            self.peers.client, settings.shared_secret, engine.stream_limiter, settings.peer_timeout_ms / 1000
+        )
+        self._local: LocalNode | None = None
+        self._where: OrderedDict[str, str] = OrderedDict()  # full container id -> node id
+        self._execs: OrderedDict[str, str] = OrderedDict()  # exec id -> node id
+
+    async def local(self) -> LocalNode:
+        if self._local is None or not self._local.node_id:
+            node = await self._engine.run(local_node)
+            if not node.active:
+                raise docker_unavailable("the engine is not part of a Swarm (DOCKER_RUNNER_CLUSTER=swarm)")
+            self._local = node
+        return self._local
+
+    def remember(self, container_id: str, node_id: str) -> None:
+        _remember(self._where, container_id, node_id)
+
+    def remember_exec(self, exec_id: str, node_id: str) -> None:
+        _remember(self._execs, exec_id, node_id)
+
+    def forget(self, container_id: str) -> None:
+        self._where.pop(container_id, None)
+
+    async def peer(self, node_id: str) -> Peer:
+        found = await self.peers.of_node(node_id)
+        if found is None:
+            raise node_unavailable(node_id, "no runner of the cluster serves it")
+        return found
+
+    async def a_manager(self) -> Peer:
+        local = await self.local()
+        manager = await self.peers.a_manager(exclude=local.node_id)
+        if manager is None:
+            raise not_a_manager()
+        return manager
+
+    async def locate(self, reference: str) -> str | None:
+        """The node of the container ``reference`` names, when it is not this one; None when it is
+        here, or nowhere (the handler then answers as it would without a cluster)."""
+        local = await self.local()
+        node = self._where.get(reference)
+        if node is None:
+            node, container_id = await self._find(reference, local)
+            if node is not None and container_id:
+                self.remember(container_id, node)
+        return None if node in (None, local.node_id) else node
+
+    async def _find(self, reference: str, local: LocalNode) -> tuple[str | None, str]:
+        try:
+            document = await self._engine.run(lambda api: api.inspect_container(reference))
+            return local.node_id, str(document["Id"])
+        except ApiError as error:
+            if error.kind is not Kind.NOT_FOUND:
+                raise
+        if local.manager:
+            found = await self.locate_in_swarm(reference)
+            return (found.node_id, found.container_id) if found is not None else (None, "")
+        return await self._ask_a_manager(reference)
+
+    async def _ask_a_manager(self, reference: str) -> tuple[str | None, str]:
+        manager = await self.a_manager()
+        try:
+            answer = await self.peers.get_json(manager.url, "/v1/cluster/locate?" + _query(containerId=reference))
+        except ApiError as error:
+            if error.kind is Kind.NOT_FOUND:
+                return None, ""
+            raise
+        return str(answer["nodeId"]), str(answer["containerId"])
+
+    async def locate_in_swarm(self, reference: str) -> TaskView | None:
+        """The task whose container ``reference`` names (full id, id prefix or service name), per Swarm."""
+
+        def find(api: Any) -> TaskView | None:
+            services = services_labelled(api, [f"{MANAGED_LABEL}=true"])
+            names = {str(s["ID"]): str((s.get("Spec") or {}).get("Name") or "") for s in services}
+            for service_id, name in names.items():
+                for task in service_tasks(api, service_id):
+                    if task.container_id and _names(reference, task.container_id, name):
+                        return task
+            return None
+
+        return await self._engine.run(find)
+
+    async def node_of_exec(self, exec_id: str) -> str | None:
+        local = await self.local()
+        node = self._execs.get(exec_id)
+        return None if node in (None, local.node_id) else node
+
+    async def start(self, opts: ContainerOpts, body: dict[str, Any], checker: CreateChecker) -> dict[str, str]:
+        """Place ``body`` as a one-replica service (on a manager): the policy decides first (403),
+        then what a service cannot express is refused (400), then Swarm picks the node."""
+        checked = checker.check(body)
+        check_expressible(opts.privileged, opts.network_mode, normalize_create_body(opts.create_extras or {}))
+        name = placement.service_name(opts.name)
+        where = opts.placement
+        spec = service_spec(
+            name,
+            checked,
+            constraints=list(where.constraints or []) if where else [],
+            preferences=list(where.preferences or []) if where else [],
+            reserve=msgspec.to_builtins(opts.resources) if opts.resources is not None else None,
+        )
+        placed = await placement.place(self._engine, spec, self._settings.placement_timeout_ms / 1000)
+        self.remember(placed.container_id, placed.node_id)
+        return {"containerId": placed.container_id, "name": name, "status": "running"}
+
+    async def remove_placed(self, reference: str) -> bool:
+        """Remove the service of a container Swarm placed on this node; False for any other container."""
+        try:
+            service_id = await self.service_of(reference)
+        except ApiError as error:
+            if error.kind is Kind.NOT_FOUND:
+                return False
+            raise
+        if not service_id:
+            return False
+        await self.remove_service(service_id)
+        self.forget(reference)
+        return True
+
+    async def remove_service(self, service_id: str) -> None:
+        """Remove a service (and so its container): here on a manager, else through a manager's runner."""
+        local = await self.local()
+        if local.manager:
+            await placement.remove(self._engine, service_id)
+            return
+        manager = await self.a_manager()
+        await self.peers.post_json(manager.url, "/v1/cluster/services/remove", {"serviceId": service_id})
+
+    async def service_of(self, container_id: str) -> str | None:
+        """The Swarm service of a container of this node, when Swarm placed it."""
+        document = await self._engine.run(lambda api: api.inspect_container(container_id))
+        return ((document.get("Config") or {}).get("Labels") or {}).get(SERVICE_LABEL)
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every Swarm node with its runner (from a manager's engine, or a manager's runner)."""
+        local = await self.local()
+        if not local.manager:
+            manager = await self.a_manager()
+            return list((await self.peers.get_json(manager.url, "/v1/cluster"))["nodes"])
+        listed, known = await asyncio.gather(self._engine.run(nodes), self.peers.known(refresh=True))
+        return [_node(item, known) for item in listed]
+
+    async def aclose(self) -> None:
+        await self.peers.aclose()
+
+
+def _remember(memory: OrderedDict[str, str], key: str, node_id: str) -> None:
+    memory[key] = node_id
+    memory.move_to_end(key)
+    while len(memory) > REMEMBERED:
+        memory.popitem(last=False)
+
+
+def _names(reference: str, container_id: str, service_name: str) -> bool:
+    bare = reference.lstrip("/")
+    return bare == service_name or (len(bare) >= 4 and container_id.startswith(bare))
+
+
+def _node(item: Mapping[str, Any], known: Mapping[str, Peer]) -> dict[str, Any]:
+    node_id = str(item.get("ID") or "")
+    spec, status = item.get("Spec") or {}, item.get("Status") or {}
+    peer = known.get(node_id)
+    return {
+        "nodeId": node_id,
+        "hostname": str((item.get("Description") or {}).get("Hostname") or ""),
+        "role": str(spec.get("Role") or ""),
+        "availability": str(spec.get("Availability") or ""),
+        "state": str(status.get("State") or ""),
+        "runner": {"url": peer.url if peer else None, "reachable": peer is not None},
+    }
+
+
+def _query(**values: str) -> str:
+    return urlencode(values)

@@ -1,0 +1,226 @@
+"""Cluster mode on the three-engine bed: Swarm places, any runner answers, end to end with the
+typed client against different runners (one runner per node, peers as loopback URLs, Redis nonces)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+
+import docker
+import docker.errors
+import httpx
+import pytest
+
+from docker_runner_client import (
+    ContainerOpts,
+    ExecOptions,
+    HttpDockerRunnerClient,
+    UpstreamError,
+    ValidationFailed,
+)
+from docker_runner_client._signing import sign_headers
+from tests.support.cluster_runners import ClusterRunner, cluster_runners
+from tests.support.docker_env import SESSION_LABEL, SESSION_LABELS, TEST_IMAGE
+from tests.support.redis_server import RedisServer
+from tests.support.server import TEST_SECRET
+from tests.support.signed import error_of
+from tests.support.swarm_bed import SwarmBed
+from tests.support.swarm_services import STOPS_ON_TERM
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.docker]
+
+
+@pytest.fixture(scope="module")
+def runners(swarm_bed: SwarmBed, redis_server: RedisServer) -> Iterator[list[ClusterRunner]]:
+    with cluster_runners(swarm_bed, redis_server, placement_timeout_ms=4000) as started:
+        yield started
+    _sweep_services(swarm_bed)
+
+
+@pytest.fixture(autouse=True)
+def _no_service_left(swarm_bed: SwarmBed) -> Iterator[None]:
+    yield
+    _sweep_services(swarm_bed)
+
+
+def _sweep_services(bed: SwarmBed) -> None:
+    manager = bed.manager.api()
+    try:
+        for service in manager.services(filters={"label": SESSION_LABEL}):
+            with suppress(docker.errors.NotFound):
+                manager.remove_service(service["ID"])
+    finally:
+        manager.close()
+
+
+def _opts(case: str, **changes: object) -> ContainerOpts:
+    values: dict[str, object] = {
+        "image": TEST_IMAGE,
+        "cmd": list(STOPS_ON_TERM),
+        "labels": {**SESSION_LABELS, "case": case},
+        "ttl_seconds": 600,
+    }
+    values.update(changes)
+    return ContainerOpts(**values)  # type: ignore[arg-type]
+
+
+def _node_of(bed: SwarmBed, container_id: str) -> int:
+    """Which bed node's engine has the container (asked of every engine, behind the runners' backs)."""
+    for node in bed.nodes:
+        api = node.api()
+        try:
+            api.inspect_container(container_id)
+            return node.number
+        except docker.errors.NotFound:
+            continue
+        finally:
+            api.close()
+    raise AssertionError(f"no engine of the bed has {container_id}")
+
+
+def _leftovers(bed: SwarmBed, case: str) -> list[str]:
+    found = []
+    for node in bed.nodes:
+        api = node.api()
+        try:
+            found += [c["Id"] for c in api.containers(all=True, filters={"label": f"case={case}"})]
+        finally:
+            api.close()
+    manager = bed.manager.api()
+    try:
+        found += [s["ID"] for s in manager.services(filters={"label": f"case={case}"})]
+    finally:
+        manager.close()
+    return found
+
+
+def test_every_runner_tells_its_node(runners: list[ClusterRunner]) -> None:
+    """GET /v1/cluster/self: each runner names its own Swarm node and role."""
+    for runner in runners:
+        with runner.client() as client:
+            answer = client._run(_get("/v1/cluster/self"))  # type: ignore[attr-defined]
+        assert answer["nodeId"] == runner.node.swarm_node_id
+        assert answer["role"] == runner.node.role
+
+
+def test_the_cluster_lists_every_node_with_its_runner(runners: list[ClusterRunner]) -> None:
+    """GET /v1/cluster through a worker's runner: every node, as Swarm says, each with its runner reachable."""
+    worker = next(runner for runner in runners if runner.node.role == "worker")
+    with worker.client() as client:
+        nodes = client._run(_get("/v1/cluster"))["nodes"]  # type: ignore[attr-defined]
+    by_id = {node["nodeId"]: node for node in nodes}
+    assert set(by_id) == {runner.node.swarm_node_id for runner in runners}
+    for runner in runners:
+        node = by_id[runner.node.swarm_node_id]
+        assert (node["state"], node["availability"], node["role"]) == ("ready", "active", runner.node.role)
+        assert node["runner"] == {"url": runner.url, "reachable": True}
+
+
+def test_containers_are_placed_across_nodes_and_reached_through_any_runner(
+    runners: list[ClusterRunner], swarm_bed: SwarmBed
+) -> None:
+    """Six starts through the runners in turn land on several nodes; each is reached through a runner
+    on another node (exec, inspect, labels, archives both ways, logs, the WebSocket, a ticket URL),
+    then removed through yet another: no service, task or container is left."""
+    case = f"spread-{uuid.uuid4().hex[:8]}"
+    started = []
+    for index in range(6):
+        with runners[index % 3].client() as client:
+            started.append(client.start_container(_opts(case)).container_id)
+    homes = {container_id: _node_of(swarm_bed, container_id) for container_id in started}
+    assert len(set(homes.values())) >= 2, homes
+    for container_id, home in homes.items():
+        away = next(runner for runner in runners if runner.node.number != home)
+        with away.client() as client:
+            _check_reached(client, container_id)
+    for index, container_id in enumerate(started):
+        with runners[(index + 1) % 3].client() as client:
+            client.remove_container(container_id, force=True)
+    wait_for(lambda: not _leftovers(swarm_bed, case), timeout=30, what="every service and container to go")
+
+
+def _check_reached(client: HttpDockerRunnerClient, container_id: str) -> None:
+    marker = uuid.uuid4().hex[:8]
+    result = client.exec_run(container_id, f"echo {marker}; echo err >&2; exit 3", ExecOptions(timeout_ms=10_000))
+    assert (result.stdout, result.stderr, result.exit_code) == (f"{marker}\n", "err\n", 3)
+    assert client.inspect_container(container_id)["Id"] == container_id
+    assert client.container_labels(container_id)["dev.docker-runner.managed"] == "true"
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w") as tar:
+        data = marker.encode()
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    client.upload_archive(container_id, "/tmp", payload.getvalue())
+    with tarfile.open(fileobj=io.BytesIO(client.get_archive(container_id, "/tmp/hello.txt"))) as tar:
+        member = tar.extractfile("hello.txt")
+        assert member is not None and member.read() == marker.encode()
+    client.exec_run(container_id, f"echo log-{marker}")
+    with client.open_exec(container_id, ["sh", "-c", f"echo ws-{marker}; echo err-{marker} >&2"]) as session:
+        outputs = {(output.stream, output.data) for output in session}
+    assert outputs == {("stdout", f"ws-{marker}\n".encode()), ("stderr", f"err-{marker}\n".encode())}
+    assert session.exit_code == 0
+    target = f"/v1/containers/logs/sse?containerId={container_id}&follow=false"
+    ticket = client.ticket(target)
+    answer = httpx.get(ticket.url(client.base_url), timeout=30)
+    assert answer.status_code == 200
+
+
+def test_a_constraint_places_on_the_named_node(runners: list[ClusterRunner], swarm_bed: SwarmBed) -> None:
+    """placement.constraints is Swarm's: node.labels.drbed.node==2 lands on node 2."""
+    case = f"constraint-{uuid.uuid4().hex[:8]}"
+    with runners[2].client() as client:
+        opts = _opts(case)
+        body = {**opts.to_json(), "placement": {"constraints": ["node.labels.drbed.node==2"]}}
+        container_id = client._run(_post("/v1/containers/start", body))["containerId"]  # type: ignore[attr-defined]
+        assert _node_of(swarm_bed, container_id) == 2
+        client.remove_container(container_id, force=True)
+    wait_for(lambda: not _leftovers(swarm_bed, case), timeout=30, what="the service to go")
+
+
+def test_a_placement_that_cannot_fit_is_a_retryable_503_with_swarms_reason(
+    runners: list[ClusterRunner], swarm_bed: SwarmBed
+) -> None:
+    """A constraint no node meets: 503 no_capacity (retryable) naming Swarm's reason, and no service left."""
+    case = f"nofit-{uuid.uuid4().hex[:8]}"
+    body = {**_opts(case).to_json(), "placement": {"constraints": ["node.labels.drbed.node==9"]}}
+    with runners[0].client(max_retries=0) as client, pytest.raises(UpstreamError) as caught:
+        client._run(_post("/v1/containers/start", body))  # type: ignore[attr-defined]
+    error = caught.value
+    assert (error.status_code, error.code, error.retryable) == (503, "no_capacity", True)
+    assert "scheduling constraints not satisfied" in error.message
+    wait_for(lambda: not _leftovers(swarm_bed, case), timeout=30, what="the service to be removed")
+
+
+def test_what_a_service_cannot_express_is_a_400_naming_it(runners: list[ClusterRunner]) -> None:
+    """createExtras keys with no service equivalent: 400 naming the field, "not available with Swarm placement"."""
+    with runners[1].client() as client, pytest.raises(ValidationFailed) as caught:
+        client.start_container(_opts("inexpressible", create_extras={"Domainname": "example.test"}))
+    assert caught.value.details.get("field") == "createExtras.Domainname"
+    assert "not available with Swarm placement" in caught.value.message
+
+
+def test_a_request_replayed_to_another_runner_is_refused(runners: list[ClusterRunner]) -> None:
+    """A signed request accepted by one runner is 401 replayed_nonce on the next (the shared nonce store)."""
+    target = "/v1/cluster/self"
+    headers = sign_headers(TEST_SECRET, "GET", target, b"", str(int(time.time() * 1000)), str(uuid.uuid4()))
+    assert httpx.get(runners[0].url + target, headers=headers).status_code == 200
+    replayed = httpx.get(runners[1].url + target, headers=headers)
+    assert (replayed.status_code, error_of(replayed)["code"]) == (401, "replayed_nonce")
+
+
+def _get(path: str):  # type: ignore[no-untyped-def]
+    from docker_runner_client._routes import Call, Route, _json_object
+
+    return Route(Call("GET", path), _json_object)
+
+
+def _post(path: str, body: dict[str, object]):  # type: ignore[no-untyped-def]
+    from docker_runner_client._routes import Call, Route, _json_object
+
+    return Route(Call("POST", path, json=body), _json_object)
