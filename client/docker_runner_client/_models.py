@@ -197,6 +197,7 @@ class RunResult:
     timed_out: bool
     truncated: bool
     pooled: bool
+    node: str | None = None  # cluster mode: the Swarm node it ran on
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> RunResult:
@@ -209,6 +210,7 @@ class RunResult:
             timed_out=bool(body.get("timedOut", False)),
             truncated=bool(body.get("truncated", False)),
             pooled=bool(body.get("pooled", False)),
+            node=None if body.get("node") is None else str(body["node"]),
         )
 
 
@@ -259,6 +261,7 @@ class TestResult:
     timed_out: bool
     truncated: bool
     pooled: bool
+    node: str | None = None  # cluster mode: the Swarm node it ran on
 
     @property
     def passed(self) -> bool:
@@ -274,6 +277,7 @@ class TestResult:
             timed_out=bool(body.get("timedOut", False)),
             truncated=bool(body.get("truncated", False)),
             pooled=bool(body.get("pooled", False)),
+            node=None if body.get("node") is None else str(body["node"]),
         )
 
 

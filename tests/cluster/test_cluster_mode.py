@@ -224,3 +224,31 @@ def _post(path: str, body: dict[str, object]):  # type: ignore[no-untyped-def]
     from docker_runner_client._routes import Call, Route, _json_object
 
     return Route(Call("POST", path, json=body), _json_object)
+
+
+def test_one_shot_and_test_runs_are_placed_by_swarm_and_say_where(
+    runners: list[ClusterRunner], swarm_bed: SwarmBed
+) -> None:
+    """Without a pool, a run goes where Swarm puts its container, through any runner (a worker's
+    included): the answer is the run's, names the node, and no service or container is left."""
+    nodes = {runner.node.swarm_node_id for runner in runners}
+    seen = set()
+    for index in range(6):
+        with runners[index % 3].client() as client:
+            result = client.run(TEST_IMAGE, "echo out; cat; echo err >&2; exit 5", stdin=b"in\n", timeout_ms=20_000)
+        assert (result.exit_code, result.stdout, result.stderr) == (5, "out\nin\n", "err\n")
+        assert result.node in nodes and not result.pooled
+        seen.add(result.node)
+    assert len(seen) >= 2, seen
+    with runners[1].client() as client:
+        tests = client.run_tests(TEST_IMAGE, {"run_tests.sh": b"echo tests ran; exit 0\n"}, timeout=30)
+    assert tests.passed and "tests ran" in tests.test_output and tests.node in nodes
+    manager = swarm_bed.manager.api()
+    try:
+        wait_for(
+            lambda: not manager.services(filters={"label": "dev.docker-runner.oneshot"}),
+            timeout=30,
+            what="every one-use service to be removed",
+        )
+    finally:
+        manager.close()

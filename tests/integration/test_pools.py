@@ -17,9 +17,9 @@ import docker.errors
 import httpx
 import pytest
 
-from docker_runner.containers.spec import INSTANCE_LABEL, MANAGED_LABEL
+from docker_runner.containers.spec import INSTANCE_LABEL, MANAGED_LABEL, ONESHOT_LABEL
 from docker_runner.runtime import Runtime
-from docker_runner.workloads.pool import ONESHOT_LABEL, POOL_LABEL
+from docker_runner.workloads.pool import POOL_LABEL
 from docker_runner_client import DockerRunnerError, HttpDockerRunnerClient, PoolStats, RunResult
 from tests.support.docker_env import SESSION_ID, SESSION_LABEL, SESSION_LABELS, TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner

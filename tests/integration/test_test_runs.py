@@ -18,12 +18,11 @@ import docker
 import httpx
 import pytest
 
-from docker_runner.containers.spec import MANAGED_LABEL
+from docker_runner.containers.spec import MANAGED_LABEL, ONESHOT_LABEL
 from docker_runner.errors import ApiError
 from docker_runner.runtime import Runtime
 from docker_runner.settings import Settings
 from docker_runner.workloads import runs as workloads
-from docker_runner.workloads.pool import ONESHOT_LABEL
 from docker_runner_client import DockerRunnerError, HttpDockerRunnerClient, UpstreamError, changed_files
 from tests.support.docker_env import TEST_IMAGE
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner

@@ -18,8 +18,10 @@ from urllib.parse import urlencode
 import msgspec
 
 from ..containers.create_body import normalize_create_body
-from ..containers.spec import MANAGED_LABEL, ContainerOpts
+from ..containers.managed import not_found_container
+from ..containers.spec import INSTANCE_LABEL, MANAGED_LABEL, ONESHOT_LABEL, ContainerOpts
 from ..engine.core import Engine
+from ..engine.sockets import Attached
 from ..engine.swarm import SERVICE_LABEL, LocalNode, TaskView, local_node, nodes, service_tasks, services_labelled
 from ..errors import ApiError, Kind, docker_unavailable
 from ..policy.checker import CreateChecker
@@ -152,6 +154,31 @@ class Cluster:
         placed = await placement.place(self._engine, spec, self._settings.placement_timeout_ms / 1000)
         self.remember(placed.container_id, placed.node_id)
         return {"containerId": placed.container_id, "name": name, "status": "running"}
+
+    async def place_body(self, body: dict[str, Any]) -> placement.Placed:
+        """Place a create body the runner made for its own work (a one-use bootstrap), on a manager."""
+        spec = service_spec(placement.service_name(None), body)
+        placed = await placement.place(self._engine, spec, self._settings.placement_timeout_ms / 1000)
+        self.remember(placed.container_id, placed.node_id)
+        return placed
+
+    async def attached(self, container_id: str, instance: str) -> tuple[Attached, str]:
+        """Attach to a one-use container Swarm placed on this node for a run: (its attach, its service).
+        Only one of this cluster's own (its labels) is accepted: anything else does not exist."""
+        document = await self._engine.run(lambda api: api.inspect_container(container_id))
+        labels = (document.get("Config") or {}).get("Labels") or {}
+        service_id = labels.get(SERVICE_LABEL)
+        if labels.get(INSTANCE_LABEL) != instance or labels.get(ONESHOT_LABEL) != "true" or not service_id:
+            raise not_found_container(container_id)
+        attached = await self._engine.run(lambda api: Attached(api, str(document["Id"])))
+        return attached, str(service_id)
+
+    async def place_through_a_manager(self, image: str, timeout_ms: int) -> tuple[str, str, str]:
+        """(container, node, service) of a one-use container a manager's runner placed (on a worker)."""
+        manager = await self.a_manager()
+        answer = await self.peers.post_json(manager.url, "/v1/cluster/place", {"image": image, "timeoutMs": timeout_ms})
+        self.remember(str(answer["containerId"]), str(answer["nodeId"]))
+        return str(answer["containerId"]), str(answer["nodeId"]), str(answer["serviceId"])
 
     async def remove_placed(self, reference: str) -> bool:
         """Remove the service of a container Swarm placed on this node; False for any other container."""

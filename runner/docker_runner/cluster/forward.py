@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from docker_runner_client._signing import body_hash, encode_body_digest
 
 from ..engine.threads import in_thread
-from .peers import FORWARDED_HEADER, Peer, node_unavailable, signed_headers
+from .peers import FORWARDED_HEADER, Peer, node_unavailable, peer_error, signed_headers
 
 CHUNK_BYTES = 256 * 1024
 # request headers a forwarded request keeps (the signature ones are made afresh); Origin was checked here
@@ -90,6 +90,26 @@ class Forwarder:
             await _relay_answer(response, receive, send)
         finally:
             await response.aclose()
+
+    async def json(
+        self, peer: Peer, method: str, target: str, body: bytes | IO[bytes], content_type: str | None
+    ) -> Any:
+        """A request to ``peer`` whose answer is small JSON (a run's): the answer, or the peer's error."""
+        if isinstance(body, bytes):
+            digest, content = body_hash(body), body
+        else:
+            digest = await in_thread(_file_digest, body, limiter=self._limiter)
+            content = _file_chunks(body, self._limiter)  # type: ignore[assignment]
+        headers = self._headers({}, method, target, digest)
+        if content_type:
+            headers["content-type"] = content_type
+        try:
+            response = await self._client.request(method, peer.url + target, headers=headers, content=content)
+        except httpx.TransportError as exc:
+            raise node_unavailable(peer.node_id, type(exc).__name__) from exc
+        if response.is_error:
+            raise peer_error(response)
+        return response.json()
 
     async def websocket(
         self,

@@ -93,7 +93,7 @@ class Peers:
         headers[FORWARDED_HEADER] = "1"
         response = await self.client.get(url + target, headers=headers, timeout=seconds or self._timeout)
         if response.is_error:
-            raise _peer_error(response)
+            raise peer_error(response)
         return response.json()
 
     async def post_json(self, url: str, target: str, payload: Mapping[str, Any]) -> Any:
@@ -103,7 +103,7 @@ class Peers:
         headers |= {FORWARDED_HEADER: "1", "content-type": "application/json"}
         response = await self.client.post(url + target, content=body, headers=headers, timeout=self._timeout)
         if response.is_error:
-            raise _peer_error(response)
+            raise peer_error(response)
         return response.json() if response.content else None
 
     async def _learn(self) -> None:
@@ -147,7 +147,7 @@ class Peers:
         await self.client.aclose()
 
 
-def _peer_error(response: httpx.Response) -> ApiError:
+def peer_error(response: httpx.Response) -> ApiError:
     """A peer's error answer, as the peer gave it (its status, code and message)."""
     try:
         error = json.loads(response.content)["error"]

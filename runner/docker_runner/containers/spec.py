@@ -21,6 +21,7 @@ STDIN_ATTACHED: dict[str, bool] = {
     "Tty": False,
 }
 INSTANCE_LABEL = "dev.docker-runner.instance"
+ONESHOT_LABEL = "dev.docker-runner.oneshot"  # a fresh container of one /v1/run or /v1/test
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]

@@ -80,7 +80,8 @@ class Pump:
 
     ``cancel_fd`` (a :class:`~docker_runner.engine.sockets.Canceller`'s) ends it at once from another
     thread; so does shutting ``raw`` down. ``timeout_seconds`` bounds the whole relay,
-    ``idle_seconds`` the silence between two chunks (``inf``: no bound)."""
+    ``idle_seconds`` the silence between two chunks (``inf``: no bound). ``end_input`` False keeps
+    the input side open once written: an attach without stdin-once ends when its input does."""
 
     def __init__(
         self,
@@ -90,8 +91,10 @@ class Pump:
         cancel_fd: int | None = None,
         timeout_seconds: float = math.inf,
         idle_seconds: float = math.inf,
+        end_input: bool = True,
     ) -> None:
         self._raw = raw
+        self._end_input = end_input
         self._pending = None if stdin is None else memoryview(stdin)
         self._cancel_fd = cancel_fd
         self._timeout_seconds = timeout_seconds
@@ -143,7 +146,8 @@ class Pump:
 
     def _input_written(self) -> None:
         self._pending = None
-        half_close(self._raw)
+        if self._end_input:
+            half_close(self._raw)
 
     def _read_some(self) -> bytes | None:
         """Bytes read; b"" at the end of the stream; None when nothing was there after all."""

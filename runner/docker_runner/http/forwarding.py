@@ -48,7 +48,7 @@ async def _body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def _target(scope: Scope) -> str:
+def forwarded_target(scope: Scope) -> str:
     """The request's path and query as the next runner gets it: without the ticket (spent here)."""
     target = request_target(scope)
     split = split_ticket(target)
@@ -117,7 +117,7 @@ async def _peer_for(cluster: Cluster, scope: Scope, opt: Any, body: bytes) -> Pe
 
 
 async def _forward(cluster: Cluster, peer: Peer, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
-    target = _target(scope)
+    target = forwarded_target(scope)
     if scope["type"] == ScopeType.WEBSOCKET:
         await cluster.forwarder.websocket(peer, dict(scope), target, receive, send, on_exec=cluster.remember_exec)
         return
@@ -127,7 +127,7 @@ async def _forward(cluster: Cluster, peer: Peer, scope: Scope, body: bytes, rece
 
 async def _gather(cluster: Cluster, scope: Scope, key: str, body: bytes, send: Send) -> None:
     """Every runner's part of a listing, in one answer (a runner that does not answer is left out)."""
-    target = _target(scope)
+    target = forwarded_target(scope)
     method = str(scope.get("method") or "GET")
     payload = json.loads(body) if body else None
     peers = list((await cluster.peers.known()).values())

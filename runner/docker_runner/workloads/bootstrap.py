@@ -41,15 +41,24 @@ def bootstrap_config(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def script_for(command: str | list[str], workdir: str | None) -> tuple[str, str]:
-    """(the script the bootstrap runs, the token of its exit marker)."""
+def script_for(
+    command: str | list[str], workdir: str | None, inline_stdin: bytes | None = None, inline: bool = False
+) -> tuple[str, str]:
+    """(the script the bootstrap runs, the token of its exit marker). ``inline``: the command's
+    stdin is carried in the script (``inline_stdin``, or nothing), for a container whose stdin does
+    not end when the attach does (a Swarm task has no stdin-once)."""
     token = uuid.uuid4().hex
     line = command if isinstance(command, str) else shlex.join(command)
     cd = f"cd {shlex.quote(workdir)} && " if workdir else ""
     # the marker goes to both streams: the engine relays stdout and stderr independently, so the
     # end of stdout says nothing about whether the last of stderr has arrived
     marker = f"'\\n__docker_runner_exit_%s:%d\\n' {token} $code"
-    script = f"( {cd}{line}\n)\ncode=$?\nprintf {marker}\nprintf {marker} >&2\n"
+    body = f"( {cd}{line}\n)"
+    if inline and inline_stdin:
+        body = f"printf %s {base64.b64encode(inline_stdin).decode()} | base64 -d | {body}"
+    elif inline:
+        body = f"{body} </dev/null"
+    script = f"{body}\ncode=$?\nprintf {marker}\nprintf {marker} >&2\n"
     return script, token
 
 
@@ -125,8 +134,11 @@ def run(
     timeout_ms: int,
     max_output_bytes: int,
     cancel: Canceller,
+    end_input: bool = True,
 ) -> RunResult:
-    """Send the script (and stdin) and read until the exit marker, a timeout or a cancel."""
+    """Send the script (and stdin) and read until the exit marker, a timeout or a cancel.
+    ``end_input`` False: the input stays open (a Swarm task's container, whose stdin is not
+    stdin-once: its attach would end with the input, the script's stdin travels in the script)."""
     started = time.monotonic()
     # the bootstrap reads the script's line, then the rest is the script's stdin
     pump = Pump(
@@ -134,6 +146,7 @@ def run(
         base64.b64encode(script.encode()) + b"\n" + (stdin or b""),
         cancel_fd=cancel.fileno(),
         timeout_seconds=timeout_ms / 1000 if timeout_ms > 0 else math.inf,
+        end_input=end_input,
     )
     output = RunOutput(token, max_output_bytes)
     for chunk in pump:

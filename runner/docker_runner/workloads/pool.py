@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..containers.spec import INSTANCE_LABEL, build_create_body
+from ..containers.spec import INSTANCE_LABEL, ONESHOT_LABEL, build_create_body
 from ..engine.core import APIClient, Engine
 from ..engine.removals import remove_if_present, remove_or_queue
 from ..engine.sockets import Attached
@@ -30,7 +30,6 @@ from .pool_config import PoolConfig, PoolError
 log = logging.getLogger("docker_runner.pool")
 
 POOL_LABEL = "dev.docker-runner.pool"
-ONESHOT_LABEL = "dev.docker-runner.oneshot"  # a fresh container of one /v1/run or /v1/test
 SWEPT_AT_START = (POOL_LABEL, ONESHOT_LABEL)  # only the process that made them can use them
 CLOSE_WAIT_SECONDS = 30
 

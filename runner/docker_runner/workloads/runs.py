@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..containers.spec import ContainerOpts, build_create_body
+from ..containers.spec import ONESHOT_LABEL, ContainerOpts, build_create_body
 from ..engine.core import APIClient, Engine
 from ..engine.sockets import Canceller
 from ..errors import ApiError, Kind, engine_lost_during_run, shutting_down
@@ -21,7 +21,7 @@ from ..metrics import Metrics, RunKind, RunOutcome
 from ..policy.checker import CreateChecker
 from ..protocol.patch_tar import PatchRefused
 from . import bootstrap
-from .pool import ONESHOT_LABEL, Pool, Pooled, PoolManager, start_attached
+from .pool import Pool, Pooled, PoolManager, start_attached
 
 log = logging.getLogger("docker_runner.workloads")
 
@@ -44,7 +44,8 @@ class OneUseRuns:
     closing: bool = False
 
 
-def _fresh_body(runs: OneUseRuns, image: str, timeout_ms: int) -> dict[str, Any]:
+def fresh_body(runs: OneUseRuns, image: str, timeout_ms: int) -> dict[str, Any]:
+    """The create body of a fresh one-use container of ``image``: a bootstrap, checked by the policy."""
     ttl = (timeout_ms // 1000 if timeout_ms > 0 else 24 * 3600) + REMOVE_AFTER_SLACK_SECONDS
     opts = ContainerOpts(image=image, auto_remove=False, ttl_seconds=ttl)
     body = bootstrap.bootstrap_config(build_create_body(opts, runs.instance))
@@ -52,9 +53,23 @@ def _fresh_body(runs: OneUseRuns, image: str, timeout_ms: int) -> dict[str, Any]
     return runs.checker.check(body)
 
 
+@dataclass(frozen=True)
+class Given:
+    """A container made for the run elsewhere (Swarm placed it), attached here, and how it goes."""
+
+    container: Pooled
+    release: Callable[[], Awaitable[None]]
+
+
 @contextlib.asynccontextmanager
-async def one_use_container(runs: OneUseRuns, image: str, timeout_ms: int) -> AsyncIterator[tuple[Pooled, bool]]:
+async def one_use_container(
+    runs: OneUseRuns, image: str, timeout_ms: int, given: Given | None = None
+) -> AsyncIterator[tuple[Pooled, bool]]:
     """A started, attached container used once: (it, pooled?). Gone afterwards, in the background."""
+    if given is not None:
+        async with _given(runs, given) as container:
+            yield container, False
+        return
     pool: Pool | None = runs.pools.get(image)
     if pool is not None:
         container = await pool.acquire(runs.acquire_timeout_seconds)
@@ -69,6 +84,19 @@ async def one_use_container(runs: OneUseRuns, image: str, timeout_ms: int) -> As
         else:
             _remove_later(runs, container)
         runs.live.discard(container.container_id)
+
+
+@contextlib.asynccontextmanager
+async def _given(runs: OneUseRuns, given: Given) -> AsyncIterator[Pooled]:
+    runs.live.add(given.container.container_id)
+    try:
+        yield given.container
+    finally:
+        given.container.attached.close()
+        task = asyncio.ensure_future(given.release())
+        runs.removing.add(task)
+        task.add_done_callback(runs.removing.discard)
+        runs.live.discard(given.container.container_id)
 
 
 class _Creation:
@@ -92,7 +120,7 @@ class _Creation:
 async def _fresh_container(runs: OneUseRuns, image: str, timeout_ms: int) -> Pooled:
     """Created and started in a task of its own: a request cancelled meanwhile leaves the
     container to be removed once it exists, instead of forgetting it."""
-    creation = _Creation(runs, _fresh_body(runs, image, timeout_ms))
+    creation = _Creation(runs, fresh_body(runs, image, timeout_ms))
     task = asyncio.ensure_future(creation.run())
     runs.creations.add(task)
     task.add_done_callback(runs.creations.discard)
@@ -138,6 +166,7 @@ class OneUseRun:
     timeout_ms: int
     max_output_bytes: int
     prepare: Callable[[str], Awaitable[None]]  # given the container id, before the script: files in, paths out
+    given: Given | None = None  # cluster mode: the container Swarm placed for this run
 
 
 def run_outcome(result: bootstrap.RunResult) -> RunOutcome:
@@ -163,7 +192,7 @@ async def run_one_use(
     outcome: RunOutcome = "error"
     pooled = False  # served by a pool's container: not when its pool had none to give (an error)
     try:
-        async with one_use_container(runs, run.image, run.timeout_ms) as (container, pooled):
+        async with one_use_container(runs, run.image, run.timeout_ms, run.given) as (container, pooled):
             await run.prepare(container.container_id)
             result = await _dispatch(runs.engine, container, run, on_client_gone, draining)
         outcome = run_outcome(result)
@@ -186,7 +215,14 @@ async def _dispatch(
 ) -> bootstrap.RunResult:
     def work(_api: APIClient, canceller: Canceller) -> bootstrap.RunResult:
         return bootstrap.run(
-            container.attached, run.script, run.token, run.stdin, run.timeout_ms, run.max_output_bytes, canceller
+            container.attached,
+            run.script,
+            run.token,
+            run.stdin,
+            run.timeout_ms,
+            run.max_output_bytes,
+            canceller,
+            end_input=run.given is None,
         )
 
     result = await run_cancellable(engine, work, on_client_gone, draining)

@@ -14,6 +14,7 @@ from ...containers.managed import not_found_container
 from ...containers.spec import NonEmptyStr
 from ...errors import ApiError, Kind
 from ...runtime import Runtime
+from ...workloads.runs import fresh_body
 from ..dependencies import RuntimeDep
 from ..forwarding import ON_A_MANAGER
 from ..openapi import errors
@@ -58,6 +59,17 @@ class ServiceRef(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     service_id: NonEmptyStr
 
 
+class PlaceRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    image: NonEmptyStr
+    timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class PlacedAnswer(msgspec.Struct, rename="camel"):
+    container_id: str
+    node_id: str
+    service_id: str
+
+
 @get("/v1/cluster/self", responses=errors())
 async def cluster_self(runtime: RuntimeDep) -> SelfAnswer:
     """The Swarm node this runner serves (its engine's)."""
@@ -89,4 +101,12 @@ async def cluster_remove_service(data: JSONBody[ServiceRef], runtime: RuntimeDep
     await _cluster_of(runtime).remove_service(data.service_id)
 
 
-ROUTES = [cluster_self, cluster_nodes, cluster_locate, cluster_remove_service]
+@post("/v1/cluster/place", status_code=200, responses=errors(), opt={ON_A_MANAGER: True})
+async def cluster_place(data: JSONBody[PlaceRequest], runtime: RuntimeDep) -> PlacedAnswer:
+    """Place a fresh one-use container of ``image`` for a run (asked by a worker's runner): the same
+    bootstrap body, checked by the same policy, as a run here would make."""
+    placed = await _cluster_of(runtime).place_body(fresh_body(runtime.runs, data.image, data.timeout_ms))
+    return PlacedAnswer(placed.container_id, placed.node_id, placed.service_id)
+
+
+ROUTES = [cluster_self, cluster_nodes, cluster_locate, cluster_remove_service, cluster_place]

@@ -18,11 +18,12 @@ from ...exec.cancel import watch_disconnect
 from ...protocol.patch_tar import checked_removals, rewrite_patch, tar_of_files
 from ...runtime import Runtime
 from ...workloads import bootstrap
-from ...workloads.runs import OneUseRun, patch_refusals, put_tar, remove_paths, run_one_use
+from ...workloads.runs import Given, OneUseRun, patch_refusals, put_tar, remove_paths, run_one_use
 from ..dependencies import RuntimeDep
 from ..middleware import STREAMED_BODY, spooled_body
 from ..observe import note
 from ..openapi import TarUpload, errors
+from ..placed_runs import placed_run
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -47,7 +48,7 @@ class RunBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     max_output_bytes: PositiveInt | None = None
 
 
-class RunAnswer(msgspec.Struct, rename="camel"):
+class RunAnswer(msgspec.Struct, rename="camel", omit_defaults=True):
     exit_code: int | None
     stdout: str
     stderr: str
@@ -55,6 +56,7 @@ class RunAnswer(msgspec.Struct, rename="camel"):
     timed_out: bool
     truncated: bool
     pooled: bool
+    node: str | None = None  # cluster mode: the Swarm node the run ran on
 
 
 class TestBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -66,13 +68,14 @@ class TestBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     remove_paths: list[str] | None = None
 
 
-class TestAnswer(msgspec.Struct, rename="camel"):
+class TestAnswer(msgspec.Struct, rename="camel", omit_defaults=True):
     exit_code: int | None
     test_output: str
     elapsed_ms: int
     timed_out: bool
     truncated: bool
     pooled: bool
+    node: str | None = None  # cluster mode: the Swarm node the run ran on
 
 
 def _max_output(runtime: Runtime, asked: int | None) -> int:
@@ -89,16 +92,22 @@ async def run_once(data: JSONBody[RunBody], request: Request[Any, Any, Any], run
     files = {path: _b64(f"files.{path}", content) for path, content in (data.files or {}).items()}
     workdir = data.workdir or "/"
     max_output = _max_output(runtime, data.max_output_bytes)
-    script, token = bootstrap.script_for(data.command, data.workdir)
     with patch_refusals():
         tar = tar_of_files(files, "files", root=workdir) if files else None  # closed below, whatever happens
+    where = await placed_run(runtime, request, data.image, data.timeout_ms or 0)
+    if where is not None and not isinstance(where, Given):
+        return msgspec.convert(where, RunAnswer)  # another node's runner ran it
+    # a Swarm-placed container's stdin does not end with the attach: the input travels in the script
+    script, token = bootstrap.script_for(data.command, data.workdir, stdin, inline=where is not None)
 
     async def prepare(container_id: str) -> None:
         note(request.scope, containerId=container_id)
         if tar is not None:
             await put_tar(runtime.engine, container_id, tar)
 
-    run = OneUseRun("run", data.image, script, token, stdin, data.timeout_ms or 0, max_output, prepare)
+    run = OneUseRun(
+        "run", data.image, script, token, None if where else stdin, data.timeout_ms or 0, max_output, prepare, where
+    )
     try:
         result, pooled = await run_one_use(
             runtime.runs, runtime.metrics, run, watch_disconnect(request.receive), runtime.draining
@@ -114,7 +123,12 @@ async def run_once(data: JSONBody[RunBody], request: Request[Any, Any, Any], run
         timed_out=result.timed_out,
         truncated=result.truncated,
         pooled=pooled,
+        node=await _node(runtime),
     )
+
+
+async def _node(runtime: Runtime) -> str | None:
+    return None if runtime.cluster is None else (await runtime.cluster.local()).node_id
 
 
 async def _run_test(
@@ -128,7 +142,11 @@ async def _run_test(
     with patch_refusals():
         rooted = await runtime.engine.run_blocking(lambda: rewrite_patch(patch, workdir, field, limit))
     timeout_ms = DEFAULT_TEST_TIMEOUT_MS if body.timeout_ms is None else body.timeout_ms
-    script, token = bootstrap.script_for(body.test_cmd or runtime.settings.test_cmd, None)
+    where = await placed_run(runtime, request, body.image, timeout_ms)
+    if where is not None and not isinstance(where, Given):
+        rooted.close()
+        return msgspec.convert(where, TestAnswer)  # another node's runner ran it
+    script, token = bootstrap.script_for(body.test_cmd or runtime.settings.test_cmd, None, inline=where is not None)
 
     async def prepare(container_id: str) -> None:
         note(request.scope, containerId=container_id)
@@ -136,7 +154,8 @@ async def _run_test(
             await remove_paths(runtime.engine, container_id, workdir, removals)
         await put_tar(runtime.engine, container_id, rooted)
 
-    run = OneUseRun("test", body.image, script, token, None, timeout_ms, runtime.settings.max_output_bytes, prepare)
+    max_output = runtime.settings.max_output_bytes
+    run = OneUseRun("test", body.image, script, token, None, timeout_ms, max_output, prepare, where)
     try:
         result, pooled = await run_one_use(
             runtime.runs, runtime.metrics, run, watch_disconnect(request.receive), runtime.draining
@@ -150,6 +169,7 @@ async def _run_test(
         timed_out=result.timed_out,
         truncated=result.truncated,
         pooled=pooled,
+        node=await _node(runtime),
     )
 
 

@@ -1,0 +1,65 @@
+"""Cluster mode: where a one-shot or test run runs. The receiving runner's warm pool first; else
+Swarm places a fresh one-use container (through a manager), and the run goes to the runner of the
+node it landed on, with the container named in the query (``placedContainer``), signed afresh.
+That runner attaches to the container, runs the script, and has the service removed afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request
+
+from ..cluster.cluster import Cluster
+from ..errors import ApiError
+from ..runtime import Runtime
+from ..workloads.pool import Pooled
+from ..workloads.runs import Given, fresh_body
+from .forwarding import forwarded_target
+from .middleware import SPOOLED_BODY_STATE
+
+PLACED_QUERY = "placedContainer"
+
+
+async def placed_run(runtime: Runtime, request: Request[Any, Any, Any], image: str, timeout_ms: int) -> Any:
+    """None: run as on a single host (no cluster, or this node's pool has the image); a ``Given``:
+    Swarm placed the run's container on this node; else the answer another node's runner gave."""
+    cluster = runtime.cluster
+    if cluster is None:
+        return None
+    given_id = request.query_params.get(PLACED_QUERY)
+    if given_id:
+        return await _given(cluster, runtime, given_id)
+    if runtime.pools.get(image) is not None:
+        return None
+    local = await cluster.local()
+    if local.manager:
+        placed = await cluster.place_body(fresh_body(runtime.runs, image, timeout_ms))
+        container_id, node_id, service_id = placed.container_id, placed.node_id, placed.service_id
+    else:
+        container_id, node_id, service_id = await cluster.place_through_a_manager(image, timeout_ms)
+    if node_id == local.node_id:
+        return await _given(cluster, runtime, container_id)
+    try:
+        return await _run_there(cluster, request, node_id, container_id)
+    except ApiError:
+        await cluster.remove_service(service_id)  # the run never reached its container: it goes
+        raise
+
+
+async def _given(cluster: Cluster, runtime: Runtime, container_id: str) -> Given:
+    attached, service_id = await cluster.attached(container_id, runtime.settings.instance)
+
+    async def release() -> None:
+        await cluster.remove_service(service_id)
+
+    return Given(Pooled(attached.container_id, attached), release)
+
+
+async def _run_there(cluster: Cluster, request: Request[Any, Any, Any], node_id: str, container_id: str) -> Any:
+    peer = await cluster.peer(node_id)
+    target = forwarded_target(request.scope)
+    target += ("&" if "?" in target else "?") + urlencode({PLACED_QUERY: container_id})
+    spooled = (request.scope.get("state") or {}).get(SPOOLED_BODY_STATE)
+    body = spooled if spooled is not None else await request.body()
+    return await cluster.forwarder.json(peer, request.method, target, body, request.headers.get("content-type"))
