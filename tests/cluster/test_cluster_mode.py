@@ -3,11 +3,14 @@ typed client against different runners (one runner per node, peers as loopback U
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import tarfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 
 import docker
@@ -27,7 +30,7 @@ from tests.support.cluster_runners import ClusterRunner, cluster_runners
 from tests.support.docker_env import SESSION_LABEL, SESSION_LABELS, TEST_IMAGE
 from tests.support.redis_server import RedisServer
 from tests.support.server import TEST_SECRET
-from tests.support.signed import error_of
+from tests.support.signed import error_of, signed_stream
 from tests.support.swarm_bed import SwarmBed
 from tests.support.swarm_services import STOPS_ON_TERM
 from tests.support.waiting import wait_for
@@ -252,3 +255,65 @@ def test_one_shot_and_test_runs_are_placed_by_swarm_and_say_where(
         )
     finally:
         manager.close()
+
+
+def _merged_events(
+    runner: ClusterRunner, case: str, last_id: str | None, stop: Callable[[list[dict[str, object]]], bool]
+) -> tuple[list[dict[str, object]], str | None]:
+    """Frames of the merged stream for one case, until ``stop`` says so: (frames, the last id)."""
+    filters = base64.b64encode(json.dumps({"type": ["container"], "label": [f"case={case}"]}).encode()).decode()
+    frames: list[dict[str, object]] = []
+    with signed_stream(
+        runner.url, f"/v1/events/sse?filters={filters}", headers={"last-event-id": last_id} if last_id else {}
+    ) as response:
+        assert response.status_code == 200, response.read()
+        event_id = None
+        for line in response.iter_lines():
+            if line.startswith("id:"):
+                event_id = line[3:].strip()
+            elif line.startswith("data:"):
+                payload = json.loads(line[5:])
+                if payload.get("type") == "event":
+                    frames.append(payload)
+                    last_id = event_id
+                    if stop(frames):
+                        break
+    return frames, last_id
+
+
+def test_one_event_stream_for_the_whole_cluster_resumes_on_another_runner(
+    runners: list[ClusterRunner], swarm_bed: SwarmBed
+) -> None:
+    """Events of every node in one stream (each frame names its node); dropped midway and resumed
+    with its id on another runner: every container's create, start and destroy once, none twice."""
+    case = f"merged-{uuid.uuid4().hex[:8]}"
+    received: list[dict[str, object]] = []
+    containers: list[str] = []
+
+    def load() -> None:
+        for index in range(6):
+            with runners[index % 3].client() as client:
+                containers.append(client.start_container(_opts(case)).container_id)
+        for index, container_id in enumerate(list(containers)):
+            with runners[index % 3].client() as client:
+                client.remove_container(container_id, force=True)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    first, last_id = _merged_events(runners[1], case, None, lambda frames: len(frames) >= 5)
+    received += first
+    rest, _ = _merged_events(
+        runners[2],
+        case,
+        last_id,
+        lambda frames: sum(1 for f in received + frames if f["event"]["Action"] == "destroy") >= 6,  # type: ignore[index]
+    )
+    received += rest
+    worker.join(timeout=120)
+    keys = [(f["event"]["timeNano"], f["event"]["Action"], f["event"]["Actor"]["ID"]) for f in received]  # type: ignore[index]
+    assert len(keys) == len(set(keys)), "an event was delivered twice"
+    for container_id in containers:
+        mine = [f for f in received if f["event"]["Actor"]["ID"] == container_id]  # type: ignore[index]
+        assert {"create", "start", "destroy"} <= {f["event"]["Action"] for f in mine}, container_id  # type: ignore[index]
+        assert len({f["node"] for f in mine}) == 1  # a container's events come from its own node
+    assert len({f["node"] for f in received}) >= 2

@@ -75,6 +75,10 @@ class Peers:
         self._mapped_at = -MAP_TTL_SECONDS
         self._lock = asyncio.Lock()
 
+    @property
+    def secret(self) -> str:
+        return self._secret
+
     async def urls(self) -> list[str]:
         if self._dns is None:
             return list(self._urls)

@@ -65,8 +65,9 @@ def parse_last_event_id(value: str | None) -> Position | None:
 
 
 def with_scope(filters: dict[str, Any], scope_labels: list[str]) -> dict[str, Any]:
-    """Add the runner's own label filter: a subscriber never sees containers outside the scope."""
-    if not scope_labels:
+    """Add the runner's own label filter: a subscriber never sees containers outside the scope.
+    Swarm's node events carry no labels (and name no container): a filter for them alone is left as is."""
+    if not scope_labels or filters.get("type") == ["node"]:
         return filters
     labels = filters.get("label", [])
     if isinstance(labels, dict):

@@ -11,6 +11,8 @@ from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent
 
 from ...auth.tickets import DEFAULT_TTL_MS, MAX_TTL_MS, TICKET_PARAMETER
+from ...cluster.events import merged_frames
+from ...cluster.peers import FORWARDED_HEADER
 from ...containers import events, logs
 from ...containers.lifecycle import inspect
 from ...containers.spec import NonEmptyStr
@@ -19,7 +21,7 @@ from ...protocol.event_cursor import EventCursor
 from .. import sse
 from ..dependencies import RuntimeDep
 from ..forwarding import LOCATED_BY
-from ..middleware import TICKETS_ACCEPTED
+from ..middleware import TICKETS_ACCEPTED, header
 from ..observe import at_request_end, note
 from ..openapi import errors
 
@@ -43,6 +45,19 @@ async def events_sse(
     filters: OptionalQuery = None,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
+    if runtime.cluster is not None and not header(request.scope, FORWARDED_HEADER.encode()):
+        merged = merged_frames(
+            runtime.cluster.peers,
+            runtime.engine,
+            (await runtime.cluster.local()).node_id,
+            runtime.managed.label_filters(),
+            events.parse_filters(filters),
+            events.parse_timestamp("since", since),
+            events.parse_timestamp("until", until),
+            last_event_id,
+            runtime.settings.sse_ping_ms / 1000,
+        )
+        return sse.response(merged, runtime.metrics.sse_subscribers.labels(stream="events"))
     cursor = EventCursor(events.parse_last_event_id(last_event_id))
     wanted = events.with_scope(events.parse_filters(filters), runtime.managed.label_filters())
     stream = await events.subscribe(
