@@ -52,6 +52,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             await runtime.jobs.start()
             background.start_soon(runtime.pools.maintain_forever, settings.pool_maintenance_ms / 1000)
             background.start_soon(runtime.engine.removals.run_forever)
+            if runtime.cluster is not None:
+                background.start_soon(runtime.cluster.peers.heartbeat_forever)
+                background.start_soon(runtime.cluster.tidy_forever)
             try:
                 yield
             finally:

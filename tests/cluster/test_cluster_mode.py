@@ -235,14 +235,22 @@ def test_one_shot_and_test_runs_are_placed_by_swarm_and_say_where(
     """Without a pool, a run goes where Swarm puts its container, through any runner (a worker's
     included): the answer is the run's, names the node, and no service or container is left."""
     nodes = {runner.node.swarm_node_id for runner in runners}
-    seen = set()
-    for index in range(6):
+    results: list[object] = []
+
+    def one(index: int) -> None:  # at once, so that Swarm spreads them (one after another may share a node)
         with runners[index % 3].client() as client:
-            result = client.run(TEST_IMAGE, "echo out; cat; echo err >&2; exit 5", stdin=b"in\n", timeout_ms=20_000)
-        assert (result.exit_code, result.stdout, result.stderr) == (5, "out\nin\n", "err\n")
-        assert result.node in nodes and not result.pooled
-        seen.add(result.node)
-    assert len(seen) >= 2, seen
+            results.append(client.run(TEST_IMAGE, "sleep 1; echo out; cat; echo err >&2; exit 5", stdin=b"in\n"))
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 6
+    for result in results:
+        assert (result.exit_code, result.stdout, result.stderr) == (5, "out\nin\n", "err\n")  # type: ignore[attr-defined]
+        assert result.node in nodes and not result.pooled  # type: ignore[attr-defined]
+    assert len({result.node for result in results}) >= 2  # type: ignore[attr-defined]
     with runners[1].client() as client:
         tests = client.run_tests(TEST_IMAGE, {"run_tests.sh": b"echo tests ran; exit 0\n"}, timeout=30)
     assert tests.passed and "tests ran" in tests.test_output and tests.node in nodes

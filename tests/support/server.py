@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -29,12 +30,22 @@ def make_settings(**overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+class _ObservedServer(RunnerServer):
+    """The runner's server as the console script runs it, with its event loop at hand (to hang it)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+
 class RunningServer:
     def __init__(self, settings: Settings, runtime: Runtime, listener: socket.socket | None = None) -> None:
         self.settings = settings
         self.runtime = runtime
         # as the console script serves it (docker_runner.server), on a free port (or the one given)
-        self._server = RunnerServer(uvicorn_config(settings, runtime, log_level="warning", log_config=None), runtime)
+        self._server = _ObservedServer(uvicorn_config(settings, runtime, log_level="warning", log_config=None), runtime)
         self._socket = listener or bind_listener("127.0.0.1", 0)
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,6 +58,11 @@ class RunningServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the runner did not start")
             time.sleep(0.01)
+
+    def hang(self, seconds: float) -> None:
+        """Block the runner's event loop for ``seconds``: a runner that accepts connections and answers nothing."""
+        assert self._server.loop is not None
+        self._server.loop.call_soon_threadsafe(time.sleep, seconds)
 
     def stop(self) -> None:
         self._server.should_exit = True

@@ -10,8 +10,10 @@ call, so a worker asks a manager's runner what Swarm knows (``GET /v1/cluster/lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,16 +24,28 @@ from ..containers.managed import not_found_container
 from ..containers.spec import INSTANCE_LABEL, MANAGED_LABEL, ONESHOT_LABEL, ContainerOpts
 from ..engine.core import Engine
 from ..engine.sockets import Attached
-from ..engine.swarm import SERVICE_LABEL, LocalNode, TaskView, local_node, nodes, service_tasks, services_labelled
+from ..engine.swarm import (
+    SERVICE_LABEL,
+    TASK_ENDED,
+    LocalNode,
+    TaskView,
+    local_node,
+    nodes,
+    service_tasks,
+    services_labelled,
+)
 from ..errors import ApiError, Kind, docker_unavailable
 from ..policy.checker import CreateChecker
 from ..settings import Settings
 from . import placement
 from .forward import Forwarder
 from .peers import Peer, Peers, node_unavailable
-from .spec import check_expressible, service_spec
+from .spec import AUTO_REMOVE_LABEL, check_expressible, service_spec
 
 REMEMBERED = 100_000
+TIDY_SECONDS = 2.0
+LOCAL_TTL_SECONDS = 5.0
+LOCAL_LOOK_SECONDS = 1.0
 
 
 def not_a_manager() -> ApiError:
@@ -49,18 +63,33 @@ class Cluster:
         self._settings = settings
         self.peers = Peers(settings.peers, settings.port, settings.shared_secret, settings.peer_timeout_ms / 1000)
         self.forwarder = Forwarder(
-            self.peers.client, settings.shared_secret, engine.stream_limiter, settings.peer_timeout_ms / 1000
+            self.peers.client,
+            settings.shared_secret,
+            engine.stream_limiter,
+            settings.peer_timeout_ms / 1000,
+            healthy=self.peers.healthy,
         )
         self._local: LocalNode | None = None
+        self._local_at = 0.0
         self._where: OrderedDict[str, str] = OrderedDict()  # full container id -> node id
         self._execs: OrderedDict[str, str] = OrderedDict()  # exec id -> node id
 
     async def local(self) -> LocalNode:
-        if self._local is None or not self._local.node_id:
-            node = await self._engine.run(local_node)
-            if not node.active:
-                raise docker_unavailable("the engine is not part of a Swarm (DOCKER_RUNNER_CLUSTER=swarm)")
-            self._local = node
+        """This engine's node, looked at again every LOCAL_TTL_SECONDS (a worker may be promoted).
+        A manager's engine answers slowly while the Swarm elects a leader: the last answer is used
+        meanwhile (the node id never changes)."""
+        if self._local is not None and time.monotonic() - self._local_at <= LOCAL_TTL_SECONDS:
+            return self._local
+        try:
+            node = await asyncio.wait_for(self._engine.run(local_node), LOCAL_LOOK_SECONDS)
+        except (TimeoutError, ApiError):
+            if self._local is None:
+                raise
+            self._local_at = time.monotonic()  # look again later, and answer with what is known
+            return self._local
+        if not node.active:
+            raise docker_unavailable("the engine is not part of a Swarm (DOCKER_RUNNER_CLUSTER=swarm)")
+        self._local, self._local_at = node, time.monotonic()
         return self._local
 
     def remember(self, container_id: str, node_id: str) -> None:
@@ -103,10 +132,37 @@ class Cluster:
         except ApiError as error:
             if error.kind is not Kind.NOT_FOUND:
                 raise
-        if local.manager:
-            found = await self.locate_in_swarm(reference)
-            return (found.node_id, found.container_id) if found is not None else (None, "")
-        return await self._ask_a_manager(reference)
+        try:
+            if local.manager:
+                found = await self.locate_in_swarm(reference)
+                node, container_id = (found.node_id, found.container_id) if found is not None else (None, "")
+            else:
+                node, container_id = await self._ask_a_manager(reference)
+        except ApiError as swarm_error:
+            if swarm_error.kind not in (Kind.UNAVAILABLE, Kind.UPSTREAM):
+                raise
+            node, container_id = None, ""  # Swarm cannot say now (no leader, say): the nodes can
+        if node is None:
+            return await self._ask_every_node(reference, local)
+        return node, container_id
+
+    async def _ask_every_node(self, reference: str, local: LocalNode) -> tuple[str | None, str]:
+        """The node whose own engine has the container (a container Swarm did not place, or Swarm
+        cannot answer): each other runner is asked for its own view, at once."""
+        peers = [p for n, p in (await self.peers.known()).items() if n != local.node_id and self.peers.healthy(n)]
+        target = "/v1/containers/inspect?" + _query(containerId=reference)
+
+        async def ask(peer: Peer) -> tuple[str, str] | None:
+            try:
+                document = await self.peers.get_json(peer.url, target)
+            except Exception:  # not there (404), or that runner cannot say: another may
+                return None
+            return peer.node_id, str(document["Id"])
+
+        for found in await asyncio.gather(*(ask(peer) for peer in peers)):
+            if found is not None:
+                return found
+        return None, ""
 
     async def _ask_a_manager(self, reference: str) -> tuple[str | None, str]:
         manager = await self.a_manager()
@@ -215,10 +271,33 @@ class Cluster:
             manager = await self.a_manager()
             return list((await self.peers.get_json(manager.url, "/v1/cluster"))["nodes"])
         listed, known = await asyncio.gather(self._engine.run(nodes), self.peers.known(refresh=True))
-        return [_node(item, known) for item in listed]
+        return [_node(item, known, self.peers.healthy) for item in listed]
+
+    async def tidy_forever(self) -> None:
+        """On a manager: remove the services whose container is gone for good and nobody will remove
+        (auto-remove ones, and one-use ones whose run ended or whose node lost them), as the engine
+        removes an auto-remove container that exits."""
+        while True:
+            await asyncio.sleep(TIDY_SECONDS)
+            with contextlib.suppress(Exception):
+                if (await self.local()).manager:
+                    for service_id in await self._engine.run(_ended_services):
+                        await placement.remove(self._engine, service_id)
 
     async def aclose(self) -> None:
         await self.peers.aclose()
+
+
+def _ended_services(api: Any) -> list[str]:
+    ended = []
+    for service in services_labelled(api, [f"{MANAGED_LABEL}=true"]):
+        labels = (service.get("Spec") or {}).get("Labels") or {}
+        if labels.get(AUTO_REMOVE_LABEL) != "true" and labels.get(ONESHOT_LABEL) != "true":
+            continue
+        tasks = service_tasks(api, str(service["ID"]))
+        if tasks and all(task.state in TASK_ENDED for task in tasks):
+            ended.append(str(service["ID"]))
+    return ended
 
 
 def _remember(memory: OrderedDict[str, str], key: str, node_id: str) -> None:
@@ -233,7 +312,7 @@ def _names(reference: str, container_id: str, service_name: str) -> bool:
     return bare == service_name or (len(bare) >= 4 and container_id.startswith(bare))
 
 
-def _node(item: Mapping[str, Any], known: Mapping[str, Peer]) -> dict[str, Any]:
+def _node(item: Mapping[str, Any], known: Mapping[str, Peer], healthy: Callable[[str], bool]) -> dict[str, Any]:
     node_id = str(item.get("ID") or "")
     spec, status = item.get("Spec") or {}, item.get("Status") or {}
     peer = known.get(node_id)
@@ -243,7 +322,7 @@ def _node(item: Mapping[str, Any], known: Mapping[str, Peer]) -> dict[str, Any]:
         "role": str(spec.get("Role") or ""),
         "availability": str(spec.get("Availability") or ""),
         "state": str(status.get("State") or ""),
-        "runner": {"url": peer.url if peer else None, "reachable": peer is not None},
+        "runner": {"url": peer.url if peer else None, "reachable": peer is not None and healthy(node_id)},
     }
 
 

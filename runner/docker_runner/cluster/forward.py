@@ -52,12 +52,46 @@ async def _file_chunks(body: IO[bytes], limiter: anyio.CapacityLimiter) -> Async
         yield chunk
 
 
+WATCH_SECONDS = 0.25  # how often an answer in flight looks whether its node is still there
+
+
 class Forwarder:
-    def __init__(self, client: httpx.AsyncClient, secret: str, limiter: anyio.CapacityLimiter, timeout: float) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        secret: str,
+        limiter: anyio.CapacityLimiter,
+        timeout: float,
+        healthy: Callable[[str], bool] = lambda _node: True,
+    ) -> None:
         self._client = client
         self._secret = secret
         self._limiter = limiter
         self._timeout = timeout
+        self._healthy = healthy
+
+    def _check(self, peer: Peer) -> None:
+        if not self._healthy(peer.node_id):
+            raise node_unavailable(peer.node_id, "its runner or its engine does not answer")
+
+    async def _watched(self, peer: Peer, work: Any, started: list[bool]) -> None:
+        """Run ``work`` until it ends, or until the peer is lost: then 503 node_unavailable when no
+        answer has begun (else the answer just ends), never a hang on a runner that stopped answering."""
+        task = asyncio.ensure_future(work)
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=WATCH_SECONDS)
+                if not task.done() and not self._healthy(peer.node_id):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    if not started[0]:
+                        raise node_unavailable(peer.node_id, "it stopped answering")
+                    return
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
 
     def _headers(self, scope: dict[str, Any], method: str, target: str, digest: str) -> dict[str, str]:
         headers = {
@@ -79,14 +113,24 @@ class Forwarder:
         else:
             digest = await in_thread(_file_digest, body, limiter=self._limiter)
             content = _file_chunks(body, self._limiter)  # type: ignore[assignment]
+        self._check(peer)
         request = self._client.build_request(
             method, peer.url + target, headers=self._headers(scope, method, target, digest), content=content
         )
+        started = [False]
+        await self._watched(peer, self._exchange(peer, request, receive, send, started), started)
+
+    async def _exchange(
+        self, peer: Peer, request: httpx.Request, receive: Receive, send: Send, started: list[bool]
+    ) -> None:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise node_unavailable(peer.node_id, type(exc).__name__) from exc
         try:
+            if response.status_code == 503:
+                await _unavailable_there(peer, response)  # its engine is away: the node is
+            started[0] = True
             await _relay_answer(response, receive, send)
         finally:
             await response.aclose()
@@ -100,6 +144,7 @@ class Forwarder:
         else:
             digest = await in_thread(_file_digest, body, limiter=self._limiter)
             content = _file_chunks(body, self._limiter)  # type: ignore[assignment]
+        self._check(peer)
         headers = self._headers({}, method, target, digest)
         if content_type:
             headers["content-type"] = content_type
@@ -107,6 +152,8 @@ class Forwarder:
             response = await self._client.request(method, peer.url + target, headers=headers, content=content)
         except httpx.TransportError as exc:
             raise node_unavailable(peer.node_id, type(exc).__name__) from exc
+        if response.status_code == 503:
+            await _unavailable_there(peer, response)
         if response.is_error:
             raise peer_error(response)
         return response.json()
@@ -122,6 +169,7 @@ class Forwarder:
     ) -> None:
         """Bridge a WebSocket to ``peer``: a refusal there is the refusal here, then frames both ways.
         ``on_exec(exec id, node)`` learns the session's exec from its ``ready`` frame (for resizes)."""
+        self._check(peer)
         url = "ws" + peer.url.removeprefix("http") + target
         headers = self._headers(scope, "GET", target, body_hash(b""))
         try:
@@ -138,6 +186,17 @@ class Forwarder:
             await _bridge(upstream, receive, send, lambda exec_id: on_exec and on_exec(exec_id, peer.node_id))
 
 
+async def _unavailable_there(peer: Peer, response: httpx.Response) -> None:
+    """A peer whose engine does not answer says docker_unavailable: to this client, its node is unavailable."""
+    body = await response.aread()
+    try:
+        code = json.loads(body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return
+    if code == "docker_unavailable":
+        raise node_unavailable(peer.node_id, "its engine does not answer")
+
+
 async def _relay_answer(response: httpx.Response, receive: Receive, send: Send) -> None:
     headers = [
         (key.encode("latin-1"), value.encode("latin-1"))
@@ -145,6 +204,9 @@ async def _relay_answer(response: httpx.Response, receive: Receive, send: Send) 
         if key.lower() not in HOP_BY_HOP
     ]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    if response.is_stream_consumed:  # read already (an error answer, looked at)
+        await send({"type": "http.response.body", "body": response.content, "more_body": False})
+        return
     async with anyio.create_task_group() as group:
         group.start_soon(_cancel_when_client_leaves, receive, group.cancel_scope)
         async for chunk in response.aiter_raw(CHUNK_BYTES):

@@ -10,6 +10,7 @@ list of URLs (tests). The map from node id to runner is learnt by asking each pe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -25,6 +26,8 @@ from docker_runner_client._signing import body_hash, canonical_json_bytes, sign,
 from ..errors import ApiError, Kind, passed_through
 
 MAP_TTL_SECONDS = 5.0
+HEARTBEAT_SECONDS = 0.5  # each peer's /v1/ready is asked this often
+LOST_AFTER_SECONDS = 1.5  # a peer that has not answered for this long is lost (its requests: 503 at once)
 SIGNED_HEADERS = ("x-dr-timestamp", "x-dr-nonce", "x-dr-signature")
 FORWARDED_HEADER = "x-dr-forwarded"  # a request one runner passed to another: answered where it lands
 
@@ -74,6 +77,8 @@ class Peers:
         self._map: dict[str, Peer] = {}
         self._mapped_at = -MAP_TTL_SECONDS
         self._lock = asyncio.Lock()
+        self._answered: dict[str, float] = {}  # node id -> when its runner last answered /v1/ready
+        self._engine_ok: dict[str, bool] = {}  # node id -> its engine answered too (200)
 
     @property
     def secret(self) -> str:
@@ -122,7 +127,14 @@ class Peers:
                 url, str(answer["nodeId"]), str(answer["hostname"]), str(answer["role"])
             )
 
-        await asyncio.gather(*(ask(url) for url in await self.urls()))
+        urls = await self.urls()
+        await asyncio.gather(*(ask(url) for url in urls))
+        # a runner that did not answer now (busy, its engine slow) keeps its place while its URL is
+        # still a peer's: whether it is well is the heartbeat's to say, not the map's
+        answered_urls = {peer.url for peer in found.values()}
+        for node_id, peer in self._map.items():
+            if node_id not in found and peer.url in urls and peer.url not in answered_urls:
+                found[node_id] = peer
         self._map = found
         self._mapped_at = time.monotonic()
 
@@ -146,6 +158,30 @@ class Peers:
                 p for p in (await self.known(refresh=True)).values() if p.role == "manager" and p.node_id != exclude
             ]
         return peers[0] if peers else None
+
+    def healthy(self, node_id: str) -> bool:
+        """Its runner answered a moment ago, and its engine with it (before any heartbeat: assumed)."""
+        answered = self._answered.get(node_id)
+        if answered is None:
+            return True
+        return time.monotonic() - answered < LOST_AFTER_SECONDS and self._engine_ok.get(node_id, False)
+
+    async def heartbeat_forever(self) -> None:
+        """Ask every known runner whether it and its engine answer, every HEARTBEAT_SECONDS."""
+        while True:
+            with contextlib.suppress(Exception):
+                peers = await self.known()
+                await asyncio.gather(*(self._beat(peer) for peer in peers.values()))
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def _beat(self, peer: Peer) -> None:
+        self._answered.setdefault(peer.node_id, time.monotonic())
+        try:
+            answer = await self.client.get(peer.url + "/v1/ready", timeout=LOST_AFTER_SECONDS - HEARTBEAT_SECONDS)
+        except httpx.HTTPError:
+            return
+        self._answered[peer.node_id] = time.monotonic()
+        self._engine_ok[peer.node_id] = answer.status_code == 200
 
     async def aclose(self) -> None:
         await self.client.aclose()

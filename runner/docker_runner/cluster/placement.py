@@ -48,6 +48,18 @@ def service_name(requested: str | None) -> str:
     return requested or f"dr-{uuid.uuid4().hex[:16]}"
 
 
+def _leaderless(error: ApiError) -> ApiError | None:
+    """The Swarm has no leader now (a lost manager, an election under way): a retryable 503."""
+    if "does not have a leader" not in error.message and "DeadlineExceeded" not in error.message:
+        return None
+    return ApiError(
+        Kind.UNAVAILABLE,
+        "no_swarm_leader",
+        f"The Swarm has no leader now, so nothing can be placed; retry shortly ({error.message})",
+        retryable=True,
+    )
+
+
 def _rejected(task: TaskView) -> ApiError:
     """A task that ended before it ran: the engine's reason, as the single-host start would answer it."""
     message = task.error or task.message or f"the task ended {task.state}"
@@ -57,7 +69,10 @@ def _rejected(task: TaskView) -> ApiError:
 
 async def place(engine: Engine, spec: dict[str, Any], timeout_seconds: float) -> Placed:
     """Create the service of ``spec`` and wait for its container to run (or remove it and say why)."""
-    service_id = await engine.run(lambda api: create_service(api, spec))
+    try:
+        service_id = await engine.run(lambda api: create_service(api, spec))
+    except ApiError as error:
+        raise _leaderless(error) or error from error
     try:
         task = await _running_task(engine, service_id, timeout_seconds)
     except BaseException:

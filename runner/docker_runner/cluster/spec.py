@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ApiError, validation_error
 
+AUTO_REMOVE_LABEL = "dev.docker-runner.auto-remove"  # on the service: remove it once its task has ended
 STOP_GRACE_NS = 2_000_000_000  # a short grace: busybox sleep ignores SIGTERM, a 10 s stop helps nobody
 GPU_RESOURCE = "gpu"
 NOT_AVAILABLE = "not available with Swarm placement"
@@ -144,6 +145,7 @@ def service_spec(
     if body.get("Volumes"):
         container.setdefault("Mounts", []).extend({"Type": "volume", "Target": target} for target in body["Volumes"])
     labels = dict(body.get("Labels") or {})
+    service_labels = {**labels, AUTO_REMOVE_LABEL: "true" if host.get("AutoRemove") else "false"}
     task: dict[str, Any] = {
         "ContainerSpec": container,
         "Resources": _resources(host, reserve or {}),
@@ -159,4 +161,4 @@ def service_spec(
     log = host.get("LogConfig") or {}
     if log.get("Type"):
         task["LogDriver"] = {"Name": log["Type"], "Options": dict(log.get("Config") or {})}
-    return {"Name": name, "Labels": labels, "TaskTemplate": task, "Mode": {"Replicated": {"Replicas": 1}}}
+    return {"Name": name, "Labels": service_labels, "TaskTemplate": task, "Mode": {"Replicated": {"Replicas": 1}}}
