@@ -46,7 +46,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         async with anyio.create_task_group() as background:
             background.start_soon(
-                reap_forever, runtime.engine, runtime.touches, settings.instance, settings.reaper_interval_ms / 1000
+                reap_forever,
+                runtime.engine,
+                runtime.touches,
+                settings.instance,
+                settings.reaper_interval_ms / 1000,
+                runtime.cluster.remove_placed if runtime.cluster is not None else None,
             )
             await runtime.pools.start()
             await runtime.jobs.start()

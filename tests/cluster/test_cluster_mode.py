@@ -20,6 +20,7 @@ import pytest
 
 from docker_runner_client import (
     ContainerOpts,
+    DockerRunnerRequestError,
     ExecOptions,
     HttpDockerRunnerClient,
     UpstreamError,
@@ -325,3 +326,33 @@ def test_one_event_stream_for_the_whole_cluster_resumes_on_another_runner(
         assert {"create", "start", "destroy"} <= {f["event"]["Action"] for f in mine}, container_id  # type: ignore[index]
         assert len({f["node"] for f in mine}) == 1  # a container's events come from its own node
     assert len({f["node"] for f in received}) >= 2
+
+
+def test_a_placed_container_past_its_ttl_goes_with_its_service(
+    runners: list[ClusterRunner], swarm_bed: SwarmBed
+) -> None:
+    """ttlSeconds in cluster mode: the owning node's reaper removes the container's service, not only the container."""
+    case = f"ttl-{uuid.uuid4().hex[:8]}"
+    with runners[0].client() as client:
+        client.start_container(_opts(case, ttl_seconds=1))
+    wait_for(lambda: not _leftovers(swarm_bed, case), timeout=30, what="the reaper to remove the service")
+
+
+def test_an_image_is_ensured_on_every_node(runners: list[ClusterRunner], swarm_bed: SwarmBed) -> None:
+    """images/ensure in cluster mode is done by every runner: an image node 3 lacks (and no registry
+    can give it) is refused, though the runner asked has it; one every node has is 204."""
+    alias = f"runner-test/ensure:{uuid.uuid4().hex[:8]}"
+    apis = {node.number: node.api() for node in swarm_bed.nodes}
+    try:
+        for number in (1, 2):
+            apis[number].tag(TEST_IMAGE, alias)
+        with runners[0].client(max_retries=0) as client:
+            client.ensure_image(TEST_IMAGE)
+            with pytest.raises(DockerRunnerRequestError):
+                client.ensure_image(alias)
+    finally:
+        for number in (1, 2):
+            with suppress(docker.errors.NotFound):
+                apis[number].remove_image(alias)
+        for api in apis.values():
+            api.close()

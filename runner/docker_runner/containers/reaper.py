@@ -14,7 +14,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +143,10 @@ def _runs_an_exec(api: APIClient, container_id: str) -> bool:
     return False
 
 
-async def reap_once(engine: Engine, touches: TouchLog, instance: str) -> list[str]:
+Removal = Callable[[str], Awaitable[bool]]  # a removal of its own (True: done), e.g. a placed container's service
+
+
+async def reap_once(engine: Engine, touches: TouchLog, instance: str, removal: Removal | None = None) -> list[str]:
     # Only this runner's containers: another runner on the same engine keeps its own touches.
     filters = {"label": [f"{MANAGED_LABEL}=true", f"{INSTANCE_LABEL}={instance}", TTL_LABEL]}
     listed = await engine.run(lambda api: api.containers(all=True, filters=filters))
@@ -154,7 +157,8 @@ async def reap_once(engine: Engine, touches: TouchLog, instance: str) -> list[st
             if await engine.run(functools.partial(_runs_an_exec, container_id=container_id)):
                 touches.touch(container_id)
                 continue
-            await engine.run(functools.partial(_remove, container_id=container_id))
+            if removal is None or not await removal(container_id):
+                await engine.run(functools.partial(_remove, container_id=container_id))
         except Exception as exc:  # gone already, or the engine is away: the next round tries again
             log.info("reaper could not remove %s: %s", container_id[:12], exc)
             continue
@@ -164,10 +168,12 @@ async def reap_once(engine: Engine, touches: TouchLog, instance: str) -> list[st
     return removed
 
 
-async def reap_forever(engine: Engine, touches: TouchLog, instance: str, interval_seconds: float) -> None:
+async def reap_forever(
+    engine: Engine, touches: TouchLog, instance: str, interval_seconds: float, removal: Removal | None = None
+) -> None:
     while True:
         try:
-            await reap_once(engine, touches, instance)
+            await reap_once(engine, touches, instance, removal)
         except Exception as exc:
             log.debug("reaper round failed: %s", exc)
         await anyio.sleep(interval_seconds)

@@ -5,7 +5,8 @@ when this node is a worker, and a listing is gathered from every runner. Each ro
 
 - ``LOCATED_BY``: ``("query" | "body" | "path", name)`` names the container; ``("exec", name)`` an exec;
 - ``ON_A_MANAGER``: the route needs a Swarm manager's engine (placement, Swarm's own views);
-- ``GATHERED``: ``key``, the list in the answer that every runner contributes its part of.
+- ``GATHERED``: ``key``, the list in the answer that every runner contributes its part of;
+- ``EVERYWHERE``: every runner does it (an image pulled on every node); answered once all did.
 
 Without the cluster, and for a request another runner already forwarded (``x-dr-forwarded``), the
 route's own handler answers, as on a single host.
@@ -32,6 +33,7 @@ from .middleware import SPOOLED_BODY_STATE, STREAMED_BODY, header, refuse_upgrad
 log = logging.getLogger("docker_runner.cluster")
 
 LOCATED_BY = "cluster.located_by"
+EVERYWHERE = "cluster.everywhere"  # done by every runner (an image every node must have): 204 once all did
 ON_A_MANAGER = "cluster.on_a_manager"
 GATHERED = "cluster.gathered"
 
@@ -87,6 +89,9 @@ class ForwardingMiddleware(ASGIMiddleware):
             if peer is None and GATHERED in opt and scope["type"] == ScopeType.HTTP:
                 await _gather(cluster, scope, str(opt[GATHERED]), body, send)
                 return
+            if EVERYWHERE in opt:
+                await _everywhere(cluster, scope, body, send)
+                return
         except ApiError as error:
             if websocket:
                 await refuse_upgrade(scope, send, error)
@@ -98,7 +103,7 @@ class ForwardingMiddleware(ASGIMiddleware):
         await _forward(cluster, peer, scope, body, receive, send)
 
 
-_CLUSTER_OPTS = frozenset({LOCATED_BY, ON_A_MANAGER, GATHERED})
+_CLUSTER_OPTS = frozenset({LOCATED_BY, ON_A_MANAGER, GATHERED, EVERYWHERE})
 
 
 async def _peer_for(cluster: Cluster, scope: Scope, opt: Any, body: bytes) -> Peer | None:
@@ -154,3 +159,13 @@ async def _gather(cluster: Cluster, scope: Scope, key: str, body: bytes, send: S
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+async def _everywhere(cluster: Cluster, scope: Scope, body: bytes, send: Send) -> None:
+    """The request done by every runner of the cluster; the first refusal is the answer."""
+    target = forwarded_target(scope)
+    payload = json.loads(body) if body else {}
+    peers = list((await cluster.peers.known()).values())
+    await asyncio.gather(*(cluster.peers.post_json(peer.url, target, payload) for peer in peers))
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -11,6 +11,7 @@ from ...containers import images, lifecycle
 from ...containers.spec import NonEmptyStr
 from ...policy.checker import check_image
 from ..dependencies import RuntimeDep
+from ..forwarding import EVERYWHERE
 from ..observe import note
 from ..openapi import errors
 
@@ -25,7 +26,7 @@ class RemoveVolumeBody(msgspec.Struct, rename="camel", forbid_unknown_fields=Tru
     force: bool = False
 
 
-@post("/v1/images/ensure", status_code=204, responses=errors())
+@post("/v1/images/ensure", status_code=204, responses=errors(), opt={EVERYWHERE: True})
 async def ensure_image(data: JSONBody[EnsureImageBody], scope: Scope, runtime: RuntimeDep) -> None:
     note(scope, image=data.image)
     check_image(runtime.policy, data.image)
