@@ -390,6 +390,7 @@ class Job:
     logs: int
     events_dropped: int
     lines_dropped: int
+    node: str | None = None  # cluster mode: the Swarm node it runs on
 
     @property
     def ended(self) -> bool:
@@ -414,6 +415,7 @@ class Job:
             logs=int(body.get("logs", 0)),
             events_dropped=int(body.get("eventsDropped", 0)),
             lines_dropped=int(body.get("linesDropped", 0)),
+            node=None if body.get("node") is None else str(body["node"]),
         )
 
 

@@ -23,6 +23,12 @@ from docker_runner_client import (
     DockerRunnerRequestError,
     ExecOptions,
     HttpDockerRunnerClient,
+    Job,
+    JobLog,
+    JobMessage,
+    JobResources,
+    JobUpdate,
+    NotFound,
     UpstreamError,
     ValidationFailed,
 )
@@ -356,3 +362,76 @@ def test_an_image_is_ensured_on_every_node(runners: list[ClusterRunner], swarm_b
                 apis[number].remove_image(alias)
         for api in apis.values():
             api.close()
+
+
+def test_jobs_are_placed_by_swarm_and_followed_through_any_runner(
+    runners: list[ClusterRunner], swarm_bed: SwarmBed
+) -> None:
+    """Jobs submitted through every runner (workers included) land on several nodes and say where;
+    each is followed, read and listed through other runners; it ends as on a single host (its input
+    a message, its exit code read) and leaves no service or container."""
+    case = f"jobs-{uuid.uuid4().hex[:8]}"
+    nodes = {runner.node.swarm_node_id for runner in runners}
+    submitted: list[Job] = []
+
+    def one(index: int) -> None:  # at once, so that Swarm spreads them
+        with runners[index % 3].client() as client:
+            submitted.append(
+                client.submit_job(
+                    TEST_IMAGE,
+                    {"n": index, "text": 'a "quoted" \\ line'},
+                    command=["sh", "-c", "sleep 1; cat; echo done >&2; exit 4"],
+                    labels={**SESSION_LABELS, "case": case},
+                    resources=JobResources(memory="64m"),
+                )
+            )
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(submitted) == 6
+    assert all(job.node in nodes and job.status == "starting" for job in submitted)
+    assert len({job.node for job in submitted}) >= 2
+    for index, job in enumerate(submitted):
+        with runners[index % 3].client() as reader:
+            events = list(reader.job_events(job.job_id))
+        sent = next(event.message for event in events if isinstance(event, JobMessage))
+        assert sent["text"] == 'a "quoted" \\ line'
+        assert [event.line for event in events if isinstance(event, JobLog)] == ["done"]
+        assert [event.status for event in events if isinstance(event, JobUpdate)] == ["starting", "running", "error"]
+        with runners[(index + 1) % 3].client() as other:
+            ended = other.job(job.job_id)
+        assert (ended.status, ended.exit_code, ended.node) == ("error", 4, job.node)
+        assert ended.error is not None and ended.error.code == "job_failed"
+    assert _leftovers(swarm_bed, case) == []
+    with runners[2].client() as client:
+        listed = [job for job in client.jobs() if job.labels.get("case") == case]
+    assert {job.job_id for job in listed} == {job.job_id for job in submitted}
+    assert [job.created_at for job in listed] == sorted((job.created_at for job in listed), reverse=True)
+
+
+def test_a_placed_job_is_cancelled_through_another_runner(runners: list[ClusterRunner], swarm_bed: SwarmBed) -> None:
+    """A job followed through one runner is cancelled through another: it ends ``cancelled``, its
+    service and container gone; an unknown job is 404 through any runner."""
+    case = f"job-cancel-{uuid.uuid4().hex[:8]}"
+    worker = next(runner for runner in runners if runner.node.role == "worker")
+    with worker.client() as client:
+        job = client.submit_job(
+            TEST_IMAGE, None, command="echo ready; sleep 120", labels={**SESSION_LABELS, "case": case}
+        )
+    follower, canceller = runners[0], runners[1]
+    seen = []
+    with follower.client() as reader:
+        for event in reader.job_events(job.job_id):
+            seen.append(event)
+            if isinstance(event, JobLog) and event.line == "ready":
+                with canceller.client() as other:
+                    cancelled = other.cancel_job(job.job_id)
+                assert (cancelled.status, cancelled.node) == ("cancelled", job.node)
+    assert [event.status for event in seen if isinstance(event, JobUpdate)] == ["starting", "running", "cancelled"]
+    assert _leftovers(swarm_bed, case) == []
+    with runners[2].client() as client, pytest.raises(NotFound) as missing:
+        client.job("0" * 32)
+    assert missing.value.code == "no_such_job"

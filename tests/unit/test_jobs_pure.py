@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from typing import Any
 
 import pytest
 from httpx_sse import ServerSentEvent
 
 from docker_runner import units
+from docker_runner.engine import swarm
 from docker_runner.errors import ApiError, Kind
 from docker_runner.jobs import spec as job_spec
 from docker_runner.jobs.events import EventBuffer, OutputLines, classify
@@ -367,3 +369,63 @@ def test_client_types_job_events_by_their_type() -> None:
     assert job_event(_sse({"type": "something_new"})) is None
     assert job_event(ServerSentEvent(data="")) is None  # a ping
     assert JobResources(memory="64m", gpus=("0",)).to_json() == {"memory": "64m", "gpus": ["0"]}
+
+
+# --- cluster mode: a placed job's command behind the line feeder ---
+
+
+@pytest.mark.parametrize(
+    ("body", "image", "argv"),
+    [
+        ({}, {"Entrypoint": ["/entry"], "Cmd": ["a"]}, ["/entry", "a"]),  # the image's own
+        ({"Cmd": ["b"]}, {"Entrypoint": ["/entry"], "Cmd": ["a"]}, ["/entry", "b"]),  # a command: after its entrypoint
+        ({"Cmd": ["b"]}, {"Cmd": ["a"]}, ["b"]),
+        ({"Entrypoint": ["/e2"]}, {"Entrypoint": ["/entry"], "Cmd": ["a"]}, ["/e2"]),  # the engine drops the image Cmd
+        ({}, {"Cmd": ["sh"]}, ["sh"]),
+    ],
+)
+def test_a_placed_jobs_command_is_what_the_engine_would_run(
+    body: dict[str, Any], image: dict[str, Any], argv: list[str]
+) -> None:
+    fed = job_spec.fed_one_line({"Image": "x", **body}, image)
+    assert fed["Entrypoint"] == job_spec.LINE_FEEDER
+    assert fed["Cmd"] == argv
+    assert fed["Image"] == "x"
+
+
+def test_a_placed_job_needs_a_command() -> None:
+    with pytest.raises(ApiError) as caught:
+        job_spec.fed_one_line({"Image": "x"}, {"Entrypoint": None, "Cmd": None})
+    assert caught.value.status == 400
+    assert "command" in caught.value.message
+
+
+def test_the_line_feeder_gives_the_command_the_line_then_the_end_of_input() -> None:
+    """Its stdin never ends (a Swarm task's): the command still gets exactly the line, then EOF, and
+    its exit code is the job's."""
+    line = job_spec.input_line({"text": 'a \\ b\t"c"', "n": [1, 2], "u": "é"})
+    with subprocess.Popen(
+        [*job_spec.LINE_FEEDER, "/bin/sh", "-c", "cat; echo end; exit 3"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as feeder:
+        assert feeder.stdin is not None and feeder.stdout is not None
+        feeder.stdin.write(line)
+        feeder.stdin.flush()  # and left open, as a task's stdin is
+        output = feeder.stdout.read()
+        assert feeder.wait(timeout=10) == 3
+    assert output == line + b"end\n"
+
+
+@pytest.mark.parametrize(
+    ("stamp", "epoch"),
+    [
+        ("2026-12-02T14:00:00.123456789Z", 1796220000.123456789),
+        ("2026-12-02T14:00:00Z", 1796220000.0),
+        ("2026-12-02T15:00:00.5+01:00", 1796220000.5),
+        ("", 0.0),
+        ("yesterday", 0.0),
+    ],
+)
+def test_swarm_times_with_nanoseconds_are_read(stamp: str, epoch: float) -> None:
+    assert swarm.epoch_of(stamp) == pytest.approx(epoch, abs=1e-6)

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 
@@ -40,10 +40,11 @@ from ..settings import Settings
 from . import placement
 from .forward import Forwarder
 from .peers import Peer, Peers, node_unavailable
-from .spec import AUTO_REMOVE_LABEL, check_expressible, service_spec
+from .spec import AUTO_REMOVE_LABEL, FOLLOWED_LABEL, check_expressible, service_spec
 
 REMEMBERED = 100_000
 TIDY_SECONDS = 2.0
+FOLLOWED_GRACE_SECONDS = 60.0  # a followed service's task ended this long ago: its runner is gone
 LOCAL_TTL_SECONDS = 5.0
 LOCAL_LOOK_SECONDS = 1.0
 
@@ -73,6 +74,7 @@ class Cluster:
         self._local_at = 0.0
         self._where: OrderedDict[str, str] = OrderedDict()  # full container id -> node id
         self._execs: OrderedDict[str, str] = OrderedDict()  # exec id -> node id
+        self._jobs: OrderedDict[str, str] = OrderedDict()  # job id -> node id
 
     async def local(self) -> LocalNode:
         """This engine's node, looked at again every LOCAL_TTL_SECONDS (a worker may be promoted).
@@ -211,23 +213,54 @@ class Cluster:
         self.remember(placed.container_id, placed.node_id)
         return {"containerId": placed.container_id, "name": name, "status": "running"}
 
-    async def place_body(self, body: dict[str, Any]) -> placement.Placed:
-        """Place a create body the runner made for its own work (a one-use bootstrap), on a manager."""
-        spec = service_spec(placement.service_name(None), body)
+    async def place_body(
+        self, body: dict[str, Any], reserve: Mapping[str, Any] | None = None, followed: bool = False
+    ) -> placement.Placed:
+        """Place a create body the runner made for its own work (a one-use bootstrap, a job), on a
+        manager; ``followed``: the runner that follows it removes its service (see ``tidy_forever``)."""
+        spec = service_spec(placement.service_name(None), body, reserve=reserve)
+        if followed:
+            spec["Labels"][FOLLOWED_LABEL] = "true"
         placed = await placement.place(self._engine, spec, self._settings.placement_timeout_ms / 1000)
         self.remember(placed.container_id, placed.node_id)
         return placed
 
-    async def attached(self, container_id: str, instance: str) -> tuple[Attached, str]:
-        """Attach to a one-use container Swarm placed on this node for a run: (its attach, its service).
-        Only one of this cluster's own (its labels) is accepted: anything else does not exist."""
+    async def attached(
+        self, container_id: str, instance: str, marker: str = ONESHOT_LABEL
+    ) -> tuple[Attached, str, str]:
+        """Attach to a container Swarm placed on this node for the runner's own work (a one-use run,
+        a job): (its attach, its service, its ``marker`` label). Only one of this cluster's own,
+        with that label, is accepted: anything else does not exist."""
         document = await self._engine.run(lambda api: api.inspect_container(container_id))
         labels = (document.get("Config") or {}).get("Labels") or {}
-        service_id = labels.get(SERVICE_LABEL)
-        if labels.get(INSTANCE_LABEL) != instance or labels.get(ONESHOT_LABEL) != "true" or not service_id:
+        service_id, marked = labels.get(SERVICE_LABEL), labels.get(marker)
+        if labels.get(INSTANCE_LABEL) != instance or not marked or not service_id:
             raise not_found_container(container_id)
         attached = await self._engine.run(lambda api: Attached(api, str(document["Id"])))
-        return attached, str(service_id)
+        return attached, str(service_id), str(marked)
+
+    def remember_job(self, job_id: str, node_id: str) -> None:
+        _remember(self._jobs, job_id, node_id)
+
+    async def node_of_job(self, job_id: str) -> str | None:
+        """The node whose runner follows (or followed) the job, when another one: its memory is the
+        only record of an ended job, so every other runner is asked at once."""
+        local = await self.local()
+        node = self._jobs.get(job_id)
+        if node is None:
+            peers = [p for n, p in (await self.peers.known()).items() if n != local.node_id and self.peers.healthy(n)]
+
+            async def ask(peer: Peer) -> str | None:
+                try:
+                    await self.peers.get_json(peer.url, "/v1/jobs/" + quote(job_id, safe=""))
+                except Exception:  # not there (404), or that runner cannot say: another may
+                    return None
+                return peer.node_id
+
+            node = next((found for found in await asyncio.gather(*(ask(p) for p in peers)) if found), None)
+            if node is not None:
+                self.remember_job(job_id, node)
+        return None if node in (None, local.node_id) else node
 
     async def place_through_a_manager(self, image: str, timeout_ms: int) -> tuple[str, str, str]:
         """(container, node, service) of a one-use container a manager's runner placed (on a worker)."""
@@ -292,11 +325,15 @@ def _ended_services(api: Any) -> list[str]:
     ended = []
     for service in services_labelled(api, [f"{MANAGED_LABEL}=true"]):
         labels = (service.get("Spec") or {}).get("Labels") or {}
-        if labels.get(AUTO_REMOVE_LABEL) != "true" and labels.get(ONESHOT_LABEL) != "true":
+        followed = labels.get(FOLLOWED_LABEL) == "true"
+        if labels.get(AUTO_REMOVE_LABEL) != "true" and labels.get(ONESHOT_LABEL) != "true" and not followed:
             continue
         tasks = service_tasks(api, str(service["ID"]))
-        if tasks and all(task.state in TASK_ENDED for task in tasks):
-            ended.append(str(service["ID"]))
+        if not tasks or not all(task.state in TASK_ENDED for task in tasks):
+            continue
+        if followed and time.time() - max(task.changed_at for task in tasks) < FOLLOWED_GRACE_SECONDS:
+            continue  # its runner reads the final state and removes it
+        ended.append(str(service["ID"]))
     return ended
 
 

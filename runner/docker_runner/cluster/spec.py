@@ -18,6 +18,9 @@ from typing import Any
 from ..errors import ApiError, validation_error
 
 AUTO_REMOVE_LABEL = "dev.docker-runner.auto-remove"  # on the service: remove it once its task has ended
+# on the service: a runner follows its container and removes it; a manager removes it only when its
+# task ended long ago (that runner is gone)
+FOLLOWED_LABEL = "dev.docker-runner.followed"
 STOP_GRACE_NS = 2_000_000_000  # a short grace: busybox sleep ignores SIGTERM, a 10 s stop helps nobody
 GPU_RESOURCE = "gpu"
 NOT_AVAILABLE = "not available with Swarm placement"

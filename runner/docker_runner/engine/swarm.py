@@ -6,7 +6,9 @@ Only a manager's engine answers the Swarm calls (services, tasks, nodes); a work
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .core import APIClient
@@ -49,6 +51,19 @@ class TaskView:
     desired: str
     error: str
     message: str
+    changed_at: float = 0.0  # epoch seconds of its last state change (0: not said)
+
+
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def epoch_of(stamp: str) -> float:
+    """Swarm's RFC 3339 time (nanoseconds, which ``fromisoformat`` refuses) as epoch seconds; 0 if unreadable."""
+    found = _STAMP.match(stamp)
+    if found is None:
+        return 0.0
+    zone = "+00:00" if found[3] == "Z" else found[3]
+    return datetime.fromisoformat(found[1] + zone).timestamp() + float("0." + (found[2] or "0"))
 
 
 def _task(item: dict[str, Any]) -> TaskView:
@@ -63,6 +78,7 @@ def _task(item: dict[str, Any]) -> TaskView:
         desired=str(item.get("DesiredState") or ""),
         error=str(status.get("Err") or ""),
         message=str(status.get("Message") or ""),
+        changed_at=epoch_of(str(status.get("Timestamp") or "")),
     )
 
 

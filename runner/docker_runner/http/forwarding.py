@@ -3,9 +3,11 @@ another node is passed to that node's runner (``cluster.forward``), a placement 
 when this node is a worker, and a listing is gathered from every runner. Each route says by its
 ``opt`` how it is found:
 
-- ``LOCATED_BY``: ``("query" | "body" | "path", name)`` names the container; ``("exec", name)`` an exec;
+- ``LOCATED_BY``: ``("query" | "body" | "path", name)`` names the container; ``("exec", name)`` an
+  exec (in the body); ``("job", name)`` a job (in the path);
 - ``ON_A_MANAGER``: the route needs a Swarm manager's engine (placement, Swarm's own views);
-- ``GATHERED``: ``key``, the list in the answer that every runner contributes its part of;
+- ``GATHERED``: ``key``, the list in the answer that every runner contributes its part of
+  (``GATHERED_NEWEST_FIRST``: the field its items are sorted by, newest first);
 - ``EVERYWHERE``: every runner does it (an image pulled on every node); answered once all did.
 
 Without the cluster, and for a request another runner already forwarded (``x-dr-forwarded``), the
@@ -36,6 +38,7 @@ LOCATED_BY = "cluster.located_by"
 EVERYWHERE = "cluster.everywhere"  # done by every runner (an image every node must have): 204 once all did
 ON_A_MANAGER = "cluster.on_a_manager"
 GATHERED = "cluster.gathered"
+GATHERED_NEWEST_FIRST = "cluster.gathered_newest_first"
 
 
 async def _body(receive: Receive) -> bytes:
@@ -87,7 +90,7 @@ class ForwardingMiddleware(ASGIMiddleware):
         try:
             peer = await _peer_for(cluster, scope, opt, body)
             if peer is None and GATHERED in opt and scope["type"] == ScopeType.HTTP:
-                await _gather(cluster, scope, str(opt[GATHERED]), body, send)
+                await _gather(cluster, scope, str(opt[GATHERED]), opt.get(GATHERED_NEWEST_FIRST), body, send)
                 return
             if EVERYWHERE in opt:
                 await _everywhere(cluster, scope, body, send)
@@ -114,10 +117,17 @@ async def _peer_for(cluster: Cluster, scope: Scope, opt: Any, body: bytes) -> Pe
     if located is None:
         return None
     where, name = located
-    reference = _reference(scope, "body" if where == "exec" else where, name, body)
+    reference = _reference(scope, {"exec": "body", "job": "path"}.get(where, where), name, body)
     if not reference:
         return None
-    node = await (cluster.node_of_exec(reference) if where == "exec" else cluster.locate(reference))
+    if where == "job":
+        if scope["app"].state.runtime.jobs.knows(reference):
+            return None
+        node = await cluster.node_of_job(reference)
+    elif where == "exec":
+        node = await cluster.node_of_exec(reference)
+    else:
+        node = await cluster.locate(reference)
     return None if node is None else await cluster.peer(node)
 
 
@@ -130,7 +140,7 @@ async def _forward(cluster: Cluster, peer: Peer, scope: Scope, body: bytes, rece
     await cluster.forwarder.http(peer, dict(scope), target, spooled if spooled is not None else body, receive, send)
 
 
-async def _gather(cluster: Cluster, scope: Scope, key: str, body: bytes, send: Send) -> None:
+async def _gather(cluster: Cluster, scope: Scope, key: str, newest_first: str | None, body: bytes, send: Send) -> None:
     """Every runner's part of a listing, in one answer (a runner that does not answer is left out)."""
     target = forwarded_target(scope)
     method = str(scope.get("method") or "GET")
@@ -155,6 +165,8 @@ async def _gather(cluster: Cluster, scope: Scope, key: str, body: bytes, send: S
 
     parts = await asyncio.gather(*(part(peer) for peer in peers))
     merged = [item for items in parts for item in items]
+    if newest_first:
+        merged.sort(key=lambda item: item.get(newest_first) or 0, reverse=True)
     content = json.dumps({key: merged}, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})

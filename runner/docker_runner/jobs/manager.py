@@ -22,7 +22,7 @@ import math
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,7 +56,7 @@ class JobError(msgspec.Struct):
     message: str
 
 
-class JobAnswer(msgspec.Struct, rename="camel"):
+class JobAnswer(msgspec.Struct, rename="camel", omit_defaults=True):
     """A job as the API shows it; times are Unix epoch milliseconds."""
 
     job_id: str
@@ -74,6 +74,7 @@ class JobAnswer(msgspec.Struct, rename="camel"):
     logs: int  # other lines
     events_dropped: int  # events pushed out of the buffer before every subscriber could read them
     lines_dropped: int  # lines longer than DOCKER_RUNNER_JOB_MAX_LINE_BYTES
+    node: str | None = None  # cluster mode: the Swarm node the job runs on
 
 
 def not_found_job(job_id: str) -> ApiError:
@@ -84,9 +85,29 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True)
+class PlacedJob:
+    """Cluster mode: a job's container Swarm placed on this node, running already (its command
+    behind ``spec.LINE_FEEDER``), attached here; ``release`` removes its service, and so it."""
+
+    job_id: str
+    attached: Attached
+    node: str
+    release: Callable[[], Awaitable[None]]
+
+
 class Job:
-    def __init__(self, job_id: str, request: spec.JobRequest, container_id: str, timeout_ms: int, buffer: EventBuffer):
+    def __init__(
+        self,
+        job_id: str,
+        request: spec.JobRequest,
+        container_id: str,
+        timeout_ms: int,
+        buffer: EventBuffer,
+        placed: PlacedJob | None = None,
+    ):
         self.job_id = job_id
+        self.placed = placed
         self.image = request.image
         self.labels = dict(request.labels or {})
         self.container_id = container_id
@@ -129,6 +150,7 @@ class Job:
             logs=self.logs,
             events_dropped=self.events.dropped,
             lines_dropped=self.lines_dropped,
+            node=self.placed.node if self.placed else None,
         )
 
     def _emit(self, data: str) -> None:
@@ -224,6 +246,9 @@ class JobManager:
     def active(self) -> list[Job]:
         return [job for job in self._jobs.values() if not job.ended]
 
+    def knows(self, job_id: str) -> bool:
+        return job_id in self._jobs
+
     def get(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
         if job is None:
@@ -234,8 +259,14 @@ class JobManager:
         """Newest first."""
         return list(reversed(self._jobs.values()))
 
-    async def submit(self, request: spec.JobRequest) -> Job:
-        """Create the job's container (policy-checked) with stdin attached, then start it in the background.
+    def body_for(self, request: spec.JobRequest) -> tuple[str, dict[str, Any]]:
+        """A new job's id and its container's create body, checked by the policy."""
+        job_id = uuid.uuid4().hex
+        return job_id, self._checker.check(spec.build_job_body(request, job_id, self._settings))
+
+    async def submit(self, request: spec.JobRequest, placed: PlacedJob | None = None) -> Job:
+        """Create the job's container (policy-checked) with stdin attached, then start it in the
+        background; or follow the one Swarm ``placed`` here (the caller releases it if refused).
 
         The creation is a task of its own, which shutdown waits for and which goes on if the caller
         leaves: a container once created always gets a job (or a removal) that ends it."""
@@ -244,9 +275,12 @@ class JobManager:
         limit = self._settings.job_max_active
         if len(self.active()) + self._reserved >= limit:
             raise ApiError(Kind.UNAVAILABLE, "too_many_jobs", f"{limit} jobs are running already", retryable=True)
-        job_id = uuid.uuid4().hex
         payload = spec.input_line(request.input)
-        body = self._checker.check(spec.build_job_body(request, job_id, self._settings))
+        if placed is not None:
+            if placed.job_id in self._jobs:
+                raise ApiError(Kind.CONFLICT, "job_exists", f"Job {placed.job_id} is followed already")
+            return self._begin(request, placed.job_id, placed.attached, payload, placed)
+        job_id, body = self.body_for(request)
         self._reserved += 1
         creation = self._track(self._create(request, job_id, body, payload))
         return await asyncio.shield(creation)
@@ -261,8 +295,19 @@ class JobManager:
             attached.close()
             await self._remove_container(job_id, container_id)
             raise shutting_down()
+        return self._begin(request, job_id, attached, payload)
+
+    def _begin(
+        self,
+        request: spec.JobRequest,
+        job_id: str,
+        attached: Attached,
+        payload: bytes,
+        placed: PlacedJob | None = None,
+    ) -> Job:
         buffer = EventBuffer(self._settings.job_buffer_events, self._settings.job_buffer_bytes)
-        job = Job(job_id, request, container_id, spec.timeout_ms(request, self._settings), buffer)
+        timeout = spec.timeout_ms(request, self._settings)
+        job = Job(job_id, request, attached.container_id, timeout, buffer, placed)
         self._jobs[job_id] = job
         job.update("starting")
         self._track(self._run(job, attached, payload))
@@ -300,7 +345,8 @@ class JobManager:
             with anyio.CancelScope() as job.scope:
                 if job.cancel_requested:
                     return  # cancelled before its task ran: never started, only removed
-                await self._engine.run(lambda api: api.start(job.container_id))
+                if job.placed is None:  # a placed one runs already, waiting for its line
+                    await self._engine.run(lambda api: api.start(job.container_id))
                 if job.scope.cancel_called:
                     return
                 job.update("running")
@@ -324,7 +370,9 @@ class JobManager:
 
     async def _read(self, job: Job, attached: Attached, payload: bytes) -> None:
         """Write the input, then relay the output as events until the container closes it."""
-        stream = BlockingStream(iter(Pump(attached.socket, payload)), attached.shutdown, self._engine.stream_limiter)
+        # a placed job's stdin never ends (Swarm): its line feeder reads one line
+        pump = Pump(attached.socket, payload, end_input=job.placed is None)
+        stream = BlockingStream(iter(pump), attached.shutdown, self._engine.stream_limiter)
         lines = OutputLines(self._settings.job_max_line_bytes)
         try:
             while (chunk := await stream.receive()) is not None:
@@ -346,7 +394,10 @@ class JobManager:
             if not outcome.exited:
                 await self._kill(job)
             state = await self._read_final_state(job)
-            await self._remove_container(job.job_id, job.container_id)
+            if job.placed is not None:
+                await self._release(job.placed)
+            else:
+                await self._remove_container(job.job_id, job.container_id)
         finally:
             status, exit_code, job_error = verdict(job, outcome, state)
             job.update(status, exit_code, job_error)
@@ -373,6 +424,12 @@ class JobManager:
     async def _remove_container(self, job_id: str, container_id: str) -> None:
         """Now, or queued until the engine can (the start-up sweep is the net for a crash)."""
         await self._engine.removals.now(container_id, f"container of job {job_id}")
+
+    async def _release(self, placed: PlacedJob) -> None:
+        try:
+            await placed.release()
+        except Exception as error:  # a manager's tidy removes an ended job's service in the end
+            log.warning("job %s: could not remove its service: %r", placed.job_id, error)
 
     def _forget_old(self) -> None:
         ended = [job_id for job_id, job in self._jobs.items() if job.ended]

@@ -56,7 +56,8 @@ def job_env(request_env: Mapping[str, str] | None, settings: Settings) -> list[s
     return [f"{name}={value}" for name, value in env.items()]
 
 
-def _resources(request: JobRequest, settings: Settings) -> Resources:
+def resources_of(request: JobRequest, settings: Settings) -> Resources:
+    """The job's resources: the request's, each defaulting to the runner's setting."""
     asked = request.resources or JobResources()
     memory, nano_cpus, gpus = settings.job_memory_bytes, settings.job_nano_cpus, settings.job_gpus
     try:
@@ -105,9 +106,28 @@ def build_job_body(request: JobRequest, job_id: str, settings: Settings) -> dict
         labels={**(request.labels or {}), JOB_LABEL: job_id},
         auto_remove=False,
         ttl_seconds=bound_ms // 1000 + REMOVE_AFTER_SLACK_SECONDS if bound_ms > 0 else None,
-        resources=_resources(request, settings),
+        resources=resources_of(request, settings),
     )
     body = build_create_body(opts, settings.instance)
     body.update(STDIN_ATTACHED)
     body["HostConfig"]["MemorySwap"] = body["HostConfig"]["Memory"]
     return body
+
+
+# A Swarm task's stdin stays open after an attach ends (a service has no StdinOnce), so a placed
+# job's command would never see EOF: a shell reads the one input line and pipes it to the command.
+LINE_FEEDER = ["/bin/sh", "-c", 'IFS= read -r line; printf "%s\\n" "$line" | "$@"', "docker-runner-job"]
+
+
+def fed_one_line(body: dict[str, Any], image_config: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with its command (the image's where the request gives none, as the engine resolves
+    it) run behind ``LINE_FEEDER``; the image needs ``/bin/sh``."""
+    entrypoint, cmd = body.get("Entrypoint"), body.get("Cmd")
+    if entrypoint is None:
+        entrypoint = image_config.get("Entrypoint") or []
+        if cmd is None:
+            cmd = image_config.get("Cmd") or []
+    argv = [*entrypoint, *(cmd or [])]
+    if not argv:
+        raise validation_error("command", "the image names no command to run: give one")
+    return {**body, "Entrypoint": list(LINE_FEEDER), "Cmd": argv}
