@@ -12,6 +12,7 @@ import pytest
 from httpx_sse import ServerSentEvent
 
 from docker_runner import units
+from docker_runner.cluster.cluster import tidy_due
 from docker_runner.engine import swarm
 from docker_runner.errors import ApiError, Kind
 from docker_runner.jobs import spec as job_spec
@@ -429,3 +430,24 @@ def test_the_line_feeder_gives_the_command_the_line_then_the_end_of_input() -> N
 )
 def test_swarm_times_with_nanoseconds_are_read(stamp: str, epoch: float) -> None:
     assert swarm.epoch_of(stamp) == pytest.approx(epoch, abs=1e-6)
+
+
+def _task(state: str, changed_at: float) -> swarm.TaskView:
+    return swarm.TaskView("t", "s", "n", "c", state, "shutdown", "", "", changed_at)
+
+
+@pytest.mark.parametrize(
+    ("labels", "tasks", "due"),
+    [
+        ({"dev.docker-runner.oneshot": "true"}, [_task("complete", 990.0)], True),
+        ({"dev.docker-runner.oneshot": "true"}, [_task("running", 0.0)], False),
+        ({"dev.docker-runner.followed": "true"}, [_task("complete", 990.0)], False),  # its runner reads it first
+        ({"dev.docker-runner.followed": "true"}, [_task("failed", 900.0), _task("complete", 930.0)], True),
+        ({"dev.docker-runner.followed": "true"}, [_task("failed", 900.0), _task("running", 0.0)], False),
+        ({"dev.docker-runner.followed": "true"}, [], False),
+    ],
+)
+def test_a_job_service_is_tidied_only_long_after_its_task_ended(
+    labels: dict[str, str], tasks: list[swarm.TaskView], due: bool
+) -> None:
+    assert tidy_due(labels, tasks, now=1000.0) is due

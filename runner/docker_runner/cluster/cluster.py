@@ -325,16 +325,24 @@ def _ended_services(api: Any) -> list[str]:
     ended = []
     for service in services_labelled(api, [f"{MANAGED_LABEL}=true"]):
         labels = (service.get("Spec") or {}).get("Labels") or {}
-        followed = labels.get(FOLLOWED_LABEL) == "true"
-        if labels.get(AUTO_REMOVE_LABEL) != "true" and labels.get(ONESHOT_LABEL) != "true" and not followed:
-            continue
-        tasks = service_tasks(api, str(service["ID"]))
-        if not tasks or not all(task.state in TASK_ENDED for task in tasks):
-            continue
-        if followed and time.time() - max(task.changed_at for task in tasks) < FOLLOWED_GRACE_SECONDS:
-            continue  # its runner reads the final state and removes it
-        ended.append(str(service["ID"]))
+        if _tidied(labels) and tidy_due(labels, service_tasks(api, str(service["ID"])), time.time()):
+            ended.append(str(service["ID"]))
     return ended
+
+
+def _tidied(labels: Mapping[str, str]) -> bool:
+    return any(labels.get(label) == "true" for label in (AUTO_REMOVE_LABEL, ONESHOT_LABEL, FOLLOWED_LABEL))
+
+
+def tidy_due(labels: Mapping[str, str], tasks: list[TaskView], now: float) -> bool:
+    """Is a tidied service's container gone for good, and nobody left to remove the service? A
+    followed one (a job) only FOLLOWED_GRACE_SECONDS after its task ended: its runner reads the
+    final state first, then removes it itself."""
+    if not tasks or not all(task.state in TASK_ENDED for task in tasks):
+        return False
+    if labels.get(FOLLOWED_LABEL) == "true":
+        return now - max(task.changed_at for task in tasks) >= FOLLOWED_GRACE_SECONDS
+    return True
 
 
 def _remember(memory: OrderedDict[str, str], key: str, node_id: str) -> None:

@@ -394,10 +394,9 @@ class JobManager:
             if not outcome.exited:
                 await self._kill(job)
             state = await self._read_final_state(job)
+            await self._remove_container(job.job_id, job.container_id)  # a placed one's too: gone now
             if job.placed is not None:
                 await self._release(job.placed)
-            else:
-                await self._remove_container(job.job_id, job.container_id)
         finally:
             status, exit_code, job_error = verdict(job, outcome, state)
             job.update(status, exit_code, job_error)
