@@ -136,7 +136,13 @@ class Cluster:
                 raise
         try:
             if local.manager:
-                found = await self.locate_in_swarm(reference)
+                # while a leader is elected Swarm's answers wait: the nodes themselves answer meanwhile
+                try:
+                    found = await asyncio.wait_for(
+                        self.locate_in_swarm(reference), self._settings.peer_timeout_ms / 1000
+                    )
+                except TimeoutError:
+                    raise docker_unavailable("Swarm does not answer now") from None
                 node, container_id = (found.node_id, found.container_id) if found is not None else (None, "")
             else:
                 node, container_id = await self._ask_a_manager(reference)

@@ -100,7 +100,10 @@ class Peers:
         """A signed GET to a peer; its JSON answer (ApiError with the peer's envelope on an error)."""
         headers = signed_headers(self._secret, "GET", target, body_hash(b""))
         headers[FORWARDED_HEADER] = "1"
-        response = await self.client.get(url + target, headers=headers, timeout=seconds or self._timeout)
+        try:
+            response = await self.client.get(url + target, headers=headers, timeout=seconds or self._timeout)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(url, exc) from exc
         if response.is_error:
             raise peer_error(response)
         return response.json()
@@ -110,10 +113,18 @@ class Peers:
         body = canonical_json_bytes(payload)
         headers = signed_headers(self._secret, "POST", target, body_hash(body))
         headers |= {FORWARDED_HEADER: "1", "content-type": "application/json"}
-        response = await self.client.post(url + target, content=body, headers=headers, timeout=self._timeout)
+        try:
+            response = await self.client.post(url + target, content=body, headers=headers, timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(url, exc) from exc
         if response.is_error:
             raise peer_error(response)
         return response.json() if response.content else None
+
+    def _unreachable(self, url: str, exc: httpx.HTTPError) -> ApiError:
+        """A runner that did not answer in time (or at all): retryable, naming its node when known."""
+        node = next((p.node_id for p in self._map.values() if p.url == url), url)
+        return node_unavailable(node, type(exc).__name__)
 
     async def _learn(self) -> None:
         found: dict[str, Peer] = {}
@@ -152,11 +163,13 @@ class Peers:
         return peer
 
     async def a_manager(self, exclude: str | None = None) -> Peer | None:
+        """A manager's runner, one that answered the heartbeat first (a lost one only when no other)."""
         peers = [p for p in (await self.known()).values() if p.role == "manager" and p.node_id != exclude]
-        if not peers:
+        if not any(self.healthy(p.node_id) for p in peers):
             peers = [
                 p for p in (await self.known(refresh=True)).values() if p.role == "manager" and p.node_id != exclude
             ]
+        peers.sort(key=lambda p: not self.healthy(p.node_id))
         return peers[0] if peers else None
 
     def healthy(self, node_id: str) -> bool:

@@ -1,0 +1,72 @@
+"""Requests between runners: a runner that does not answer is a typed, retryable 503 naming it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from docker_runner.cluster.peers import Peers
+from docker_runner.errors import ApiError, Kind
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A listener that accepts connections and never answers (a hung runner)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+async def _refusal(url: str, post: bool) -> ApiError:
+    peers = Peers(url, 7071, "s" * 32, timeout_seconds=0.3)
+    try:
+        with pytest.raises(ApiError) as raised:
+            if post:
+                await peers.post_json(url, "/v1/cluster/place", {"image": "x"})
+            else:
+                await peers.get_json(url, "/v1/cluster/locate?containerId=x")
+        return raised.value
+    finally:
+        await peers.aclose()
+
+
+@pytest.mark.parametrize("post", [False, True], ids=["get", "post"])
+def test_a_refused_connection_is_node_unavailable(post: bool) -> None:
+    error = asyncio.run(_refusal(f"http://127.0.0.1:{_closed_port()}", post))
+    assert (error.kind, error.code, error.status, error.retryable) == (Kind.UNAVAILABLE, "node_unavailable", 503, True)
+
+
+@pytest.mark.parametrize("post", [False, True], ids=["get", "post"])
+def test_a_runner_that_never_answers_is_node_unavailable(silent_port: int, post: bool) -> None:
+    error = asyncio.run(_refusal(f"http://127.0.0.1:{silent_port}", post))
+    assert (error.code, error.status, error.retryable) == ("node_unavailable", 503, True)
+    assert "Timeout" in error.message
