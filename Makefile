@@ -140,9 +140,11 @@ logs:
 STACK_NAME ?= docker-runner
 REDIS_IMAGE ?= docker-runner-redis:latest
 STACK_ENGINES ?=
-STACK_RUN = STACK_NAME=$(STACK_NAME) DOCKER_SOCKET=$(DOCKER_SOCKET) DOCKER_GID=$(DOCKER_GID) DOCKER_RUNNER_IMAGE=$(RUNNER_IMAGE) DOCKER_RUNNER_REDIS_IMAGE=$(REDIS_IMAGE) \
+# DOCKER_SOCKET may be a Swarm template naming a per-node path (README, Deploy on Swarm): quoted
+STACK_RUN = STACK_NAME=$(STACK_NAME) DOCKER_RUNNER_SECRET_NAME=$(STACK_NAME)-shared-secret \
+	DOCKER_SOCKET='$(DOCKER_SOCKET)' DOCKER_GID=$(DOCKER_GID) DOCKER_RUNNER_IMAGE=$(RUNNER_IMAGE) DOCKER_RUNNER_REDIS_IMAGE=$(REDIS_IMAGE) \
 	ENV_FILE=$(abspath $(ENV_FILE)) EXTRA_CA_FILES="$(EXTRA_CA_FILES)" bash scripts/stack.sh
-STACK_LOADS = $(foreach engine,$(or $(DOCKER_HOST),unix://$(DOCKER_SOCKET)) $(STACK_ENGINES),--load $(engine))
+STACK_LOADS = $(foreach engine,$(or $(DOCKER_HOST),unix:///var/run/docker.sock) $(STACK_ENGINES),--load $(engine))
 
 ## stack-up: build the images, copy them to STACK_ENGINES, create the Swarm secret from .env's (a secret is
 ## generated if none), deploy compose/docker-stack.yml as STACK_NAME and wait until every runner is healthy
