@@ -50,6 +50,15 @@ m() { docker -H "$MANAGER" "$@"; }
 b() { docker -H "$BUILD_HOST" "$@"; }
 image_id() { docker -H "$1" image inspect --format '{{.Id}}' "$2" 2>/dev/null || true; }
 
+quiet_build() {   # docker build ARGS..., its output shown only when it fails. The classic builder: it
+  local log         # takes FROM from the local images alone (BuildKit may ask a registry, or be missing)
+  log=$(mktemp /tmp/docker-runner-build.XXXXXX)
+  if ! DOCKER_BUILDKIT=0 b build "$@" >"$log" 2>&1; then
+    tail -30 "$log" >&2; rm -f "$log"; die "docker build $* failed"
+  fi
+  rm -f "$log"
+}
+
 build_images() {
   local base=debian:bookworm-slim ca=""
   if [ -z "$(image_id "$BUILD_HOST" "$base")" ]; then
@@ -62,8 +71,8 @@ build_images() {
   # shellcheck disable=SC2086
   [ -z "${EXTRA_CA_FILES:-}" ] || ca=$(cat ${EXTRA_CA_FILES} </dev/null 2>/dev/null || true)
   say "building $DOCKER_RUNNER_IMAGE and $DOCKER_RUNNER_REDIS_IMAGE on $BUILD_HOST"
-  b build -q -f "$REPO/runner/Dockerfile" -t "$DOCKER_RUNNER_IMAGE" --build-arg EXTRA_CA_CERTS="$ca" "$REPO" >/dev/null
-  b build -q -t "$DOCKER_RUNNER_REDIS_IMAGE" "$REPO/compose/redis" >/dev/null
+  quiet_build -f "$REPO/runner/Dockerfile" -t "$DOCKER_RUNNER_IMAGE" --build-arg EXTRA_CA_CERTS="$ca" "$REPO"
+  quiet_build -t "$DOCKER_RUNNER_REDIS_IMAGE" "$REPO/compose/redis"
 }
 
 load_images() {   # ENGINE...: docker save once, docker load in parallel where the image differs
