@@ -50,8 +50,10 @@ m() { docker -H "$MANAGER" "$@"; }
 b() { docker -H "$BUILD_HOST" "$@"; }
 image_id() { docker -H "$1" image inspect --format '{{.Id}}' "$2" 2>/dev/null || true; }
 
-quiet_build() {   # docker build ARGS..., its output shown only when it fails. The classic builder: it
-  local log         # takes FROM from the local images alone (BuildKit may ask a registry, or be missing)
+# docker build ARGS..., its output shown only when it fails. The classic builder: it takes FROM
+# from the local images alone (BuildKit may ask a registry for it, or not be installed).
+quiet_build() {
+  local log
   log=$(mktemp /tmp/docker-runner-build.XXXXXX)
   if ! DOCKER_BUILDKIT=0 b build "$@" >"$log" 2>&1; then
     tail -30 "$log" >&2; rm -f "$log"; die "docker build $* failed"
