@@ -22,7 +22,8 @@
 #   STACK_NAME (docker-runner)  DOCKER_RUNNER_IMAGE (docker-runner:latest)
 #   DOCKER_RUNNER_REDIS_IMAGE (docker-runner-redis:latest)  DOCKER_RUNNER_SECRET_NAME
 #   (docker-runner-shared-secret)  ENV_FILE (.env)  BUILD (1; 0: deploy the images as they are)
-#   STACK_WAIT_S (180)  EXTRA_CA_FILES (PEM files trusted by the image build for PyPI)
+#   STACK_WAIT_S (180)  EXTRA_CA_FILES (PEM files trusted by the image build for PyPI) or
+#   EXTRA_CA_CERTS (their content, as runner/Dockerfile takes it)
 #   and what the stack file reads: DOCKER_SOCKET, DOCKER_GID (the group of DOCKER_SOCKET when it
 #   is a local socket, else 999), DOCKER_RUNNER_PORT, DOCKER_RUNNER_INSTANCE, DOCKER_RUNNER_LOG_LEVEL.
 set -euo pipefail
@@ -69,9 +70,14 @@ build_images() {
       *) die "$base is missing on $BUILD_HOST (tests/support/debian_base.sh makes it on a local engine)" ;;
     esac
   fi
-  # exactly what `make image` passes, so that both share the build cache
-  # shellcheck disable=SC2086
-  [ -z "${EXTRA_CA_FILES:-}" ] || ca=$(cat ${EXTRA_CA_FILES} </dev/null 2>/dev/null || true)
+  # EXTRA_CA_CERTS as given, else from EXTRA_CA_FILES exactly as `make image` passes it: the same
+  # build argument is what lets two builds share the build cache
+  if [ -n "${EXTRA_CA_CERTS+set}" ]; then
+    ca=$EXTRA_CA_CERTS
+  elif [ -n "${EXTRA_CA_FILES:-}" ]; then
+    # shellcheck disable=SC2086
+    ca=$(cat ${EXTRA_CA_FILES} </dev/null 2>/dev/null || true)
+  fi
   say "building $DOCKER_RUNNER_IMAGE and $DOCKER_RUNNER_REDIS_IMAGE on $BUILD_HOST"
   quiet_build -f "$REPO/runner/Dockerfile" -t "$DOCKER_RUNNER_IMAGE" --build-arg EXTRA_CA_CERTS="$ca" "$REPO"
   quiet_build -t "$DOCKER_RUNNER_REDIS_IMAGE" "$REPO/compose/redis"

@@ -28,6 +28,7 @@ import pytest
 from docker_runner_client import ContainerOpts, HttpDockerRunnerClient
 from docker_runner_client._routes import Call, Route, _json_object
 from tests.support.docker_env import SESSION_ID, SESSION_LABELS, TEST_IMAGE
+from tests.support.packaging_tools import extra_ca_certs
 from tests.support.signed import error_of, signed_request
 from tests.support.swarm_bed import REPO_ROOT, SwarmBed, bed_problem
 from tests.support.swarm_services import STOPS_ON_TERM
@@ -76,12 +77,12 @@ def stack_images() -> tuple[str, str]:
     problem = bed_problem()
     if problem is not None:
         _unavailable(problem)
-    extra_ca = " ".join(str(path) for path in sorted(Path("/usr/local/share/ca-certificates").glob("*.crt")))
     env = {
         "DOCKER_HOST": MAIN_ENGINE,
         "DOCKER_RUNNER_IMAGE": RUNNER_IMAGE,
         "DOCKER_RUNNER_REDIS_IMAGE": REDIS_IMAGE,
-        "EXTRA_CA_FILES": extra_ca,
+        # the build argument of tests/e2e/test_packaging.py's build: either build reuses the other's layers
+        "EXTRA_CA_CERTS": extra_ca_certs(),
     }
     try:
         _stack_sh("build", env=env, timeout=840)
