@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ENV_FILE ?= .env
 
 .PHONY: run test test-unit test-cluster lint format bench clean up up-monitoring down logs image engine
-.PHONY: web web-if-possible clean-web bench-terminal
+.PHONY: web web-if-possible clean-web bench-terminal stack-up stack-up-monitoring stack-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -132,3 +132,31 @@ down:
 ## logs: follow the services' logs
 logs:
 	$(COMPOSE_RUN) $(COMPOSE_ALL) logs -f --tail=100
+
+# ---- deploy on a Docker Swarm: the stack of compose/docker-stack.yml (scripts/stack.sh) -----
+# On a manager (DOCKER_HOST may name one). STACK_ENGINES: every node's engine to copy the images
+# into (docker save | docker load, no registry), e.g. "ssh://node2 ssh://node3"; the manager's own
+# engine is always one of them.
+STACK_NAME ?= docker-runner
+REDIS_IMAGE ?= docker-runner-redis:latest
+STACK_ENGINES ?=
+# DOCKER_SOCKET may be a Swarm template naming a per-node path (README, Deploy on Swarm): quoted
+STACK_RUN = STACK_NAME=$(STACK_NAME) DOCKER_RUNNER_SECRET_NAME=$(STACK_NAME)-shared-secret \
+	DOCKER_SOCKET='$(DOCKER_SOCKET)' DOCKER_GID=$(DOCKER_GID) DOCKER_RUNNER_IMAGE=$(RUNNER_IMAGE) DOCKER_RUNNER_REDIS_IMAGE=$(REDIS_IMAGE) \
+	ENV_FILE=$(abspath $(ENV_FILE)) EXTRA_CA_FILES="$(EXTRA_CA_FILES)" bash scripts/stack.sh
+STACK_LOADS = $(foreach engine,$(or $(DOCKER_HOST),unix:///var/run/docker.sock) $(STACK_ENGINES),--load $(engine))
+
+## stack-up: build the images, copy them to STACK_ENGINES, create the Swarm secret from .env's (a secret is
+## generated if none), deploy compose/docker-stack.yml as STACK_NAME and wait until every runner is healthy
+stack-up: $(ENV_FILE)
+	@$(ENSURE_SECRET)
+	$(STACK_RUN) up $(STACK_LOADS)
+
+## stack-up-monitoring: the same, plus Prometheus and Grafana (their images must be on the manager)
+stack-up-monitoring: $(ENV_FILE)
+	@$(ENSURE_SECRET)
+	$(STACK_RUN) up --monitoring $(STACK_LOADS)
+
+## stack-down: remove the stack and its Swarm secret
+stack-down:
+	$(STACK_RUN) down

@@ -9,6 +9,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 SECRET_VARIABLE = "DOCKER_RUNNER_SHARED_SECRET"
+SECRET_FILE_VARIABLE = "DOCKER_RUNNER_SHARED_SECRET_FILE"  # the secret read from a file instead
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
@@ -35,10 +36,11 @@ def load(path: Path, environ: MutableMapping[str, str] | None = None) -> None:
 
 
 def ensure_secret(path: Path, environ: MutableMapping[str, str] | None = None) -> bool:
-    """Write a fresh secret into ``path`` unless one is configured; True when one was written."""
+    """Write a fresh secret into ``path`` unless one is configured (or a file for it); True when one was written."""
     env = os.environ if environ is None else environ
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if env.get(SECRET_VARIABLE) or parse(text).get(SECRET_VARIABLE):
+    values = parse(text)
+    if any(env.get(name) or values.get(name) for name in (SECRET_VARIABLE, SECRET_FILE_VARIABLE)):
         return False
     line = f"{SECRET_VARIABLE}={secrets.token_urlsafe(48)}"
     pattern = re.compile(rf"^\s*{SECRET_VARIABLE}\s*=.*$", re.M)

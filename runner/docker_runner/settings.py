@@ -78,6 +78,25 @@ def _job_setting(env: Mapping[str, str], name: str, parse: Any, default: str) ->
         raise SettingsError(f"{name} {exc}") from None
 
 
+def _secret(env: Mapping[str, str], name: str, file_name: str) -> str:
+    """The secret in ``name``, or read from the file ``file_name`` names (a Swarm or Kubernetes secret),
+    its trailing newline stripped; SettingsError naming the variable when both are set or the file
+    cannot be read."""
+    path = env.get(file_name, "").strip()
+    if not path:
+        return env.get(name, "")
+    if env.get(name, ""):
+        raise SettingsError(f"{name} and {file_name} are both set: set one of them")
+    try:
+        secret = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError(f"{file_name} names a file that cannot be read ({path}: {reason})") from None
+    if not secret:
+        raise SettingsError(f"{file_name} names an empty file ({path})")
+    return secret
+
+
 def passthrough(
     names: Iterable[str], environ: Mapping[str, str], secrets: Iterable[str]
 ) -> tuple[tuple[str, str], ...]:
@@ -95,9 +114,8 @@ def passthrough(
     return tuple(pairs)
 
 
-def _job_passthrough(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+def _job_passthrough(env: Mapping[str, str], secrets: Iterable[str]) -> tuple[tuple[str, str], ...]:
     names = [name.strip() for name in env.get("DOCKER_RUNNER_JOB_ENV_PASSTHROUGH", "").split(",") if name.strip()]
-    secrets = (env.get("DOCKER_RUNNER_SHARED_SECRET", ""), env.get("DOCKER_RUNNER_SHARED_SECRET_NEXT", ""))
     try:
         return passthrough(names, env, secrets)
     except ValueError as exc:
@@ -188,8 +206,10 @@ class Settings:
         env = os.environ if environ is None else environ
         spool = env.get("DOCKER_RUNNER_SPOOL_DIR", "").strip()
         policy = env.get("DOCKER_RUNNER_POLICY", "").strip()
+        secret = _secret(env, "DOCKER_RUNNER_SHARED_SECRET", "DOCKER_RUNNER_SHARED_SECRET_FILE")
+        secret_next = _secret(env, "DOCKER_RUNNER_SHARED_SECRET_NEXT", "DOCKER_RUNNER_SHARED_SECRET_NEXT_FILE")
         return cls(
-            shared_secret=env.get("DOCKER_RUNNER_SHARED_SECRET", ""),
+            shared_secret=secret,
             host=env.get("DOCKER_RUNNER_HOST", "").strip() or "127.0.0.1",
             port=_int(env, "DOCKER_RUNNER_PORT", 7071),
             log_level=env.get("DOCKER_RUNNER_LOG_LEVEL", "").strip().lower() or "info",
@@ -210,7 +230,7 @@ class Settings:
             docker_timeout_seconds=_int(env, "DOCKER_RUNNER_DOCKER_TIMEOUT_S", 60, minimum=1),
             spool_dir=Path(spool) if spool else None,
             instance=env.get("DOCKER_RUNNER_INSTANCE", "").strip() or "default",
-            shared_secret_next=env.get("DOCKER_RUNNER_SHARED_SECRET_NEXT", "").strip() or None,
+            shared_secret_next=secret_next.strip() or None,
             policy_path=Path(policy) if policy else None,
             scope_all=_scope_all(env),
             sse_ping_ms=_int(env, "DOCKER_RUNNER_SSE_PING_MS", 15_000, minimum=100),
@@ -230,7 +250,7 @@ class Settings:
             job_memory_bytes=_job_setting(env, "DOCKER_RUNNER_JOB_MEMORY", units.parse_memory, "2g"),
             job_nano_cpus=_job_setting(env, "DOCKER_RUNNER_JOB_CPUS", units.parse_cpus, "2.0"),
             job_gpus=_job_setting(env, "DOCKER_RUNNER_JOB_GPUS", units.parse_gpus, "none"),
-            job_env_passthrough=_job_passthrough(env),
+            job_env_passthrough=_job_passthrough(env, (secret, secret_next)),
             job_timeout_ms=_int(env, "DOCKER_RUNNER_JOB_TIMEOUT_MS", 3_600_000),
             job_max_active=_int(env, "DOCKER_RUNNER_JOB_MAX_ACTIVE", 16, minimum=1),
             job_buffer_events=_int(env, "DOCKER_RUNNER_JOB_BUFFER_EVENTS", 1000, minimum=1),

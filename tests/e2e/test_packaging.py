@@ -315,6 +315,13 @@ def test_promtool_accepts_config_and_rules() -> None:
     assert set(_alert_expressions()) == set(ALERTS)
 
 
+@pytest.mark.docker
+def test_promtool_accepts_the_stack_config() -> None:
+    """The Swarm stack's Prometheus config (dns_sd_configs on tasks.runner) passes promtool, rules included."""
+    result = _promtool("check", "config", "prometheus-stack.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def _series(name: str, values: str, **labels: str) -> dict[str, str]:
     extra = "".join(f', {key}="{value}"' for key, value in labels.items())
     return {"series": f"{name}{{{RUNNER}{extra}}}", "values": values}

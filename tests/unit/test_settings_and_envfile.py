@@ -65,3 +65,69 @@ def test_ensure_secret_respects_the_environment(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     assert not envfile.ensure_secret(path, {"DOCKER_RUNNER_SHARED_SECRET": SECRET})
     assert not path.exists()
+
+
+def test_secrets_read_from_files_without_their_trailing_newline(tmp_path: Path) -> None:
+    """DOCKER_RUNNER_SHARED_SECRET_FILE and _NEXT_FILE: each file's content is the secret, less its newline."""
+    current, following = tmp_path / "current", tmp_path / "next"
+    current.write_text(SECRET + "\n")
+    following.write_text("n" * 32 + "\r\n")
+    settings = Settings.from_env(
+        {"DOCKER_RUNNER_SHARED_SECRET_FILE": str(current), "DOCKER_RUNNER_SHARED_SECRET_NEXT_FILE": str(following)}
+    )
+    assert settings.secrets == (SECRET, "n" * 32)
+
+
+@pytest.mark.parametrize(
+    ("variable", "file_variable"),
+    [
+        ("DOCKER_RUNNER_SHARED_SECRET", "DOCKER_RUNNER_SHARED_SECRET_FILE"),
+        ("DOCKER_RUNNER_SHARED_SECRET_NEXT", "DOCKER_RUNNER_SHARED_SECRET_NEXT_FILE"),
+    ],
+)
+def test_a_secret_and_its_file_both_set_is_refused(tmp_path: Path, variable: str, file_variable: str) -> None:
+    """A secret given twice, as a value and as a file, fails the start naming both variables."""
+    path = tmp_path / "secret"
+    path.write_text(SECRET)
+    env = {"DOCKER_RUNNER_SHARED_SECRET": SECRET, variable: SECRET, file_variable: str(path)}
+    with pytest.raises(SettingsError, match=f"{variable} and {file_variable} are both set"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("file_variable", ["DOCKER_RUNNER_SHARED_SECRET_FILE", "DOCKER_RUNNER_SHARED_SECRET_NEXT_FILE"])
+def test_an_unreadable_or_empty_secret_file_names_its_variable(tmp_path: Path, file_variable: str) -> None:
+    """A missing file, a directory and an empty file each fail the start naming the _FILE variable."""
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for path in (tmp_path / "missing", tmp_path, empty):
+        env = {"DOCKER_RUNNER_SHARED_SECRET": SECRET, file_variable: str(path)}
+        if file_variable == "DOCKER_RUNNER_SHARED_SECRET_FILE":
+            del env["DOCKER_RUNNER_SHARED_SECRET"]
+        with pytest.raises(SettingsError, match=file_variable):
+            Settings.from_env(env)
+
+
+def test_a_short_secret_from_a_file_is_refused(tmp_path: Path) -> None:
+    """The length rule holds for a secret read from a file too."""
+    path = tmp_path / "secret"
+    path.write_text("short\n")
+    with pytest.raises(SettingsError, match="at least 32 bytes"):
+        Settings.from_env({"DOCKER_RUNNER_SHARED_SECRET_FILE": str(path)})
+
+
+def test_job_passthrough_refuses_a_secret_read_from_a_file(tmp_path: Path) -> None:
+    """A passed-through variable holding the secret of the file is refused like one holding the variable's."""
+    path = tmp_path / "secret"
+    path.write_text(SECRET + "\n")
+    env = {"DOCKER_RUNNER_SHARED_SECRET_FILE": str(path), "LEAK": SECRET, "DOCKER_RUNNER_JOB_ENV_PASSTHROUGH": "LEAK"}
+    with pytest.raises(SettingsError, match="LEAK holds the runner's secret"):
+        Settings.from_env(env)
+
+
+def test_ensure_secret_leaves_a_secret_file_alone(tmp_path: Path) -> None:
+    """With DOCKER_RUNNER_SHARED_SECRET_FILE set (environment or .env) no secret is generated beside it."""
+    path = tmp_path / ".env"
+    assert not envfile.ensure_secret(path, {"DOCKER_RUNNER_SHARED_SECRET_FILE": "/run/secrets/x"})
+    assert not path.exists()
+    path.write_text("DOCKER_RUNNER_SHARED_SECRET=\nDOCKER_RUNNER_SHARED_SECRET_FILE=/run/secrets/x\n")
+    assert not envfile.ensure_secret(path, {})
