@@ -6,7 +6,8 @@ Full ids already seen to be managed are remembered (ids are never reused, and la
 so the common case of a client using the id it got from ``start`` costs no extra engine call: an
 exec's own create then answers 404 for a container that is gone and 409 for one that is stopped.
 Names and short ids are resolved by an inspect each time (a name can be given to another
-container). The memory is bounded, and a container the runner removes is forgotten.
+container). The memory is bounded (least recently used first out), and a container is forgotten when
+the runner removes it or when an exec's own create finds it gone (404).
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ class ManagedScope:
     async def container(self, reference: str) -> str:
         """The reference, once it is known to name a container in scope; 404 otherwise."""
         checked_container(reference)
-        if not self.managed_only or reference in self._known:
+        if not self.managed_only:
+            return reference
+        if reference in self._known:
+            self._known.move_to_end(reference)
             return reference
         document = await self._engine.run(lambda api: api.inspect_container(reference))
         return self.check_inspected(reference, document)

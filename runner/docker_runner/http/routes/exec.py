@@ -131,12 +131,17 @@ async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any],
     spec = _spec(data, runtime.settings.max_output_bytes)
     note(request.scope, containerId=spec.container_id)
     await runtime.managed.container(spec.container_id)
-    outcome = await run_cancellable(
-        runtime.engine,
-        lambda api, canceller: run_exec(api, spec, canceller),
-        watch_disconnect(request.receive),
-        runtime.draining,
-    )
+    try:
+        outcome = await run_cancellable(
+            runtime.engine,
+            lambda api, canceller: run_exec(api, spec, canceller),
+            watch_disconnect(request.receive),
+            runtime.draining,
+        )
+    except ApiError as error:
+        if error.kind is Kind.NOT_FOUND:  # the exec's own create found it gone: its verdict is stale
+            runtime.managed.forget(spec.container_id)
+        raise
     _count(runtime.metrics, outcome)
     if outcome.ending is Ending.CANCELLED and runtime.draining.cut_begun:
         raise shutting_down({"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed})
