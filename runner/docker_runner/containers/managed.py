@@ -18,7 +18,7 @@ from typing import Any
 
 from ..engine.core import Engine
 from ..errors import ApiError, Kind, from_engine
-from .spec import MANAGED_LABEL
+from .spec import FAST_EXEC_LABEL, MANAGED_LABEL
 
 _FULL_ID = re.compile(r"^[0-9a-f]{64}$")
 # what the engine accepts as a container or volume name, id or id prefix, and an exec id: anything
@@ -46,10 +46,11 @@ class ManagedScope:
     def __init__(self, engine: Engine, managed_only: bool) -> None:
         self._engine = engine
         self.managed_only = managed_only
-        self._known: OrderedDict[str, None] = OrderedDict()
+        # full id -> its fast-exec label ("true", "false" or None): labels never change either
+        self._known: OrderedDict[str, str | None] = OrderedDict()
 
-    def remember(self, container_id: str) -> None:
-        self._known[container_id] = None
+    def remember(self, container_id: str, fast_exec: str | None = None) -> None:
+        self._known[container_id] = fast_exec
         self._known.move_to_end(container_id)
         while len(self._known) > KNOWN_IDS_KEPT:
             self._known.popitem(last=False)
@@ -75,12 +76,26 @@ class ManagedScope:
 
     def check_inspected(self, reference: str, document: dict[str, Any]) -> str:
         """For a caller that has the inspect document already: is it in scope?"""
-        if self.managed_only and not is_managed((document.get("Config") or {}).get("Labels")):
+        labels = (document.get("Config") or {}).get("Labels")
+        if self.managed_only and not is_managed(labels):
             raise not_found_container(reference)
         container_id = str(document["Id"])
         if self.managed_only:
-            self.remember(container_id)
+            self.remember(container_id, _fast_exec_label(labels))
         return container_id
+
+    async def exec_target(self, reference: str) -> tuple[str, str | None]:
+        """(the container's full id, its fast-exec label) once it is known to be in scope; 404
+        otherwise. A known full id costs nothing; anything else is inspected (in either scope)."""
+        checked_container(reference)
+        if reference in self._known:
+            self._known.move_to_end(reference)
+            return reference, self._known[reference]
+        document = await self._engine.run(lambda api: api.inspect_container(reference))
+        container_id = self.check_inspected(reference, document)
+        fast_exec = _fast_exec_label((document.get("Config") or {}).get("Labels"))
+        self.remember(container_id, fast_exec)
+        return container_id, fast_exec
 
     async def exec_instance(self, exec_id: str) -> None:
         """An exec id is in scope when its container is."""
@@ -105,3 +120,8 @@ class ManagedScope:
         document = await self._engine.run(lambda api: api.inspect_volume(name))
         if not is_managed(document.get("Labels")):
             raise from_engine(404, f"get {name}: no such volume")
+
+
+def _fast_exec_label(labels: Any) -> str | None:
+    value = labels.get(FAST_EXEC_LABEL) if isinstance(labels, dict) else None
+    return value if isinstance(value, str) else None

@@ -101,6 +101,7 @@ class ExecOutcome:
     exit_code: int | None
     exec_id: str
     killed: bool = False
+    path: str = "exec"  # "channel": it ran through a resident command channel (exec/channel.py)
 
 
 def kill_marked_processes(api: APIClient, container_id: str, marker: str) -> bool:
