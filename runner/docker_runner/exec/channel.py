@@ -41,7 +41,14 @@ from ..engine.sockets import Canceller, raw_socket, take_buffered
 from ..errors import ApiError, Kind
 from ..protocol.demux import STDERR, FrameDemuxer
 from ..protocol.marked_output import BracketedStream
-from .run import EXEC_MARKER_VARIABLE, ExecOutcome, ExecSpec, kill_marked_processes, logged_to_pid1
+from .run import (
+    EXEC_MARKER_VARIABLE,
+    ExecOutcome,
+    ExecSpec,
+    kill_marked_processes,
+    logged_to_pid1,
+    wait_exit_code,
+)
 
 READY_LINE = b"__docker_runner_ready\n"
 READY_WAIT_SECONDS = 10.0
@@ -108,8 +115,18 @@ while IFS= read -r line; do
 done"""
 
 
+# the dispatcher's exit codes that say the image cannot hold a channel: a tool missing (97), no
+# writable temporary directory (98), no sh (126, 127: the engine could not start it)
+LASTING_REFUSALS = (97, 98, 126, 127)
+
+
 class NoChannel(Exception):
-    """The container cannot hold a channel (no sh, no base64, no writable temporary directory)."""
+    """The container cannot hold a channel now; ``lasting``: nor ever (no sh, no base64, no
+    writable temporary directory), rather than a container stopping under the start."""
+
+    def __init__(self, message: str, lasting: bool) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 def channel_lost(stdout: str, stderr: str) -> ApiError:
@@ -158,6 +175,10 @@ class _Output:
         for stream, payload in frames:
             (self.stderr if stream == STDERR else self.stdout).feed(payload)
 
+    def finish(self) -> None:
+        self.stdout.finish()
+        self.stderr.finish()
+
 
 @dataclass
 class _Result:
@@ -193,6 +214,10 @@ class Channel:
         channel = cls(container_id, user, str(created["Id"]), api.exec_start(created["Id"], socket=True))
         try:
             channel._await_ready(take_buffered(channel._stream, channel._raw))
+        except NoChannel as refusal:
+            channel.close()
+            code = wait_exit_code(api, channel.exec_id)
+            raise NoChannel(f"{refusal} (exit code {code})", lasting=code in LASTING_REFUSALS) from None
         except BaseException:
             channel.close()
             raise
@@ -209,7 +234,7 @@ class Channel:
                 return
             chunk = next(chunks, None)
             if chunk is None:
-                raise NoChannel(f"no ready line from the channel ({pump.ending.value}): {seen[-200:]!r}")
+                raise NoChannel(f"no ready line from the channel ({pump.ending.value}): {seen[-200:]!r}", False)
             frames = self._demuxer.feed(chunk)
 
     def alive(self) -> bool:
@@ -269,6 +294,7 @@ class Channel:
             raise
         if not reusable:
             self.close()
+        output.finish()  # what a marker's reserve held back, when no marker came
         outcome = ExecOutcome(
             ending=result.ending,
             stdout=output.stdout.marked.text.text(),
@@ -291,6 +317,7 @@ class Channel:
         if result.ending is Ending.EXITED:  # the stream ended: the dispatcher is gone
             self.close()
             kill_marked_processes(api, spec.container_id, marker)
+            output.finish()
             raise channel_lost(output.stdout.marked.text.text(), output.stderr.marked.text.text())
         if result.ending is not Ending.CANCELLED and not spec.kill_on_timeout:
             return False, False  # the command runs on; the channel is let go

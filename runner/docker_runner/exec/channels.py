@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import OrderedDict
 
-from ..engine.core import APIClient
+from ..engine.core import APIClient, container_running
 from ..engine.sockets import Canceller
 from .channel import Channel, NoChannel
 from .run import ExecOutcome, ExecSpec
@@ -41,14 +41,15 @@ class ChannelBook:
         key = (container_id, spec.user)
         channel = self._take(key)
         if channel is None:
-            if not self._reserve(key):
+            if not self._reserve(key) and not (self._drop_dead() and self._reserve(key)):
                 return None
             try:
                 channel = Channel.open(api, container_id, spec.user)
             except NoChannel as refusal:
-                log.info("no exec channel in %s (%s): docker exec it is", container_id[:12], refusal)
                 self._release(container_id)
-                self._refuse(key)
+                if refusal.lasting and container_running(api, container_id):
+                    log.info("no exec channel in %s (%s): docker exec it is", container_id[:12], refusal)
+                    self._refuse(key)
                 return None
             except BaseException:
                 self._release(container_id)
@@ -71,6 +72,22 @@ class ChannelBook:
             if channel.alive():
                 return channel
             self._drop(channel)
+
+    def _drop_dead(self) -> bool:
+        """Drop the idle channels whose dispatcher has ended (their container gone unseen): any?"""
+        with self._lock:
+            idle = [(key, channel) for key, channels in self._idle.items() for channel in channels]
+        dead = [(key, channel) for key, channel in idle if not channel.alive()]
+        removed = []
+        with self._lock:
+            for key, channel in dead:
+                channels = self._idle.get(key, [])
+                if channel in channels:  # not taken meanwhile
+                    channels.remove(channel)
+                    removed.append(channel)
+        for channel in removed:
+            self._drop(channel)
+        return bool(removed)
 
     def _reserve(self, key: Key) -> bool:
         container_id = key[0]
@@ -109,6 +126,11 @@ class ChannelBook:
     def _drop(self, channel: Channel) -> None:
         channel.close()
         self._release(channel.container_id)
+
+    def open_in(self, container_id: str) -> int:
+        """Channels open in the container, idle or running a command."""
+        with self._lock:
+            return self._per_container.get(container_id, 0)
 
     def forget(self, container_id: str) -> None:
         """The container is gone: its idle channels are closed, its refusal forgotten."""
