@@ -19,7 +19,8 @@ import docker.errors
 import httpx
 import pytest
 
-from docker_runner_client import HttpDockerRunnerClient, StartedContainer, UpstreamError
+from docker_runner.exec import channel as channel_module
+from docker_runner_client import Conflict, HttpDockerRunnerClient, StartedContainer, UpstreamError
 from tests.conftest import sleeper_opts
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.ps import processes
@@ -168,3 +169,25 @@ def test_commands_at_once_in_one_container_never_mix(
     assert 1 < open_here <= runner.runtime.settings.fast_exec_channels
     gauge = re.search(r"^docker_runner_exec_channels_open (\S+)$", httpx.get(runner.url + "/metrics").text, re.M)
     assert gauge is not None and float(gauge.group(1)) >= open_here
+
+
+def test_a_paused_container_with_an_idle_channel_is_not_running(
+    client: HttpDockerRunnerClient,
+    fast_container: StartedContainer,
+    docker_api: docker.APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Paused while its channel is idle: 409 container_not_running as with docker exec, and the
+    command never runs later; once unpaused, commands run again."""
+    monkeypatch.setattr(channel_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # every idle channel is asked
+    assert client.exec_run(fast_container.container_id, "true").path == "channel"
+    docker_api.pause(fast_container.container_id)
+    try:
+        with pytest.raises(Conflict) as caught:
+            client.exec_run(fast_container.container_id, "touch /tmp/ran-while-paused")
+        assert caught.value.code == "container_not_running"
+        assert "paused" in caught.value.message
+    finally:
+        docker_api.unpause(fast_container.container_id)
+    result = client.exec_run(fast_container.container_id, "ls /tmp/ran-while-paused 2>&1; echo after")
+    assert result.stdout.endswith("No such file or directory\nafter\n") and result.path == "channel"

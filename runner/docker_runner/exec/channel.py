@@ -38,7 +38,7 @@ from typing import Any
 from ..engine.core import APIClient
 from ..engine.pump import Ending, Pump, wait_for
 from ..engine.sockets import Canceller, raw_socket, take_buffered
-from ..errors import ApiError, Kind
+from ..errors import ApiError, Kind, from_engine
 from ..protocol.demux import STDERR, FrameDemuxer
 from ..protocol.marked_output import BracketedStream
 from .run import (
@@ -53,6 +53,10 @@ from .run import (
 READY_LINE = b"__docker_runner_ready\n"
 READY_WAIT_SECONDS = 10.0
 KILLED_WAIT_SECONDS = 5.0  # a killed command's end marker; past it the channel is dropped
+# A channel idle this long is asked for a pong before a command is written to it: a container
+# paused meanwhile would otherwise hold the command (and run it once unpaused) instead of 409.
+PING_AFTER_IDLE_SECONDS = 1.0
+PONG_WAIT_SECONDS = 1.0  # then the container's state is looked at
 CHANNEL_MARKER_VARIABLE = "DOCKER_RUNNER_CHANNEL"
 
 # The dispatcher. Its own temporary directory holds each command's FIFOs and stdin file; it is
@@ -198,6 +202,7 @@ class Channel:
         self._raw = raw_socket(stream)
         self._demuxer = FrameDemuxer()
         self.closed = False
+        self.idle_since = time.monotonic()
 
     @classmethod
     def open(cls, api: APIClient, container_id: str, user: str) -> Channel:
@@ -250,6 +255,39 @@ class Channel:
             return True
         except OSError:
             return False
+
+    def responsive(self, api: APIClient, cancel: Canceller) -> bool:
+        """Is the dispatcher there to read a command? Asked of a channel idle for a while: False
+        when it has ended; 409 ``container_not_running`` when the container is paused or stopped
+        (the channel is let go: nothing was sent to it that could run later)."""
+        if time.monotonic() - self.idle_since < PING_AFTER_IDLE_SECONDS:
+            return True
+        token = uuid.uuid4().hex
+        pong = f"__docker_runner_pong_{token}\n".encode()
+        data: bytes | None = _line(f"printf '__docker_runner_pong_%s\\n' {token}")
+        seen = b""
+        wait = PONG_WAIT_SECONDS
+        while True:
+            pump = Pump(self._raw, data, cancel_fd=cancel.fileno(), timeout_seconds=wait, end_input=False)
+            for chunk in pump:
+                frames = self._demuxer.feed(chunk)
+                seen = (seen + b"".join(payload for stream, payload in frames if stream != STDERR))[-4096:]
+                if pong in seen:
+                    return True
+            if pump.ending is not Ending.TIMEOUT:
+                self.close()
+                return False
+            if wait == math.inf:
+                return False
+            data, wait = None, math.inf
+            self._refuse_unless_running(api)
+
+    def _refuse_unless_running(self, api: APIClient) -> None:
+        state = api.inspect_container(self.container_id).get("State") or {}
+        if state.get("Paused") or not state.get("Running"):
+            self.close()
+            why = "is paused, unpause the container before exec" if state.get("Paused") else "is not running"
+            raise from_engine(409, f"Container {self.container_id} {why}")
 
     def close(self) -> None:
         """Let the dispatcher go: its stdin ends, it ends (a command it still runs is left alone)."""

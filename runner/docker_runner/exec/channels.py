@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 
 from ..engine.core import APIClient, container_running
@@ -39,7 +40,7 @@ class ChannelBook:
     def run_fast(self, api: APIClient, container_id: str, spec: ExecSpec, cancel: Canceller) -> ExecOutcome | None:
         """Run ``spec`` through a channel of ``container_id``; None: run it with docker exec."""
         key = (container_id, spec.user)
-        channel = self._take(key)
+        channel = self._take(api, key, cancel)
         if channel is None:
             if not self._reserve(key) and not (self._drop_dead() and self._reserve(key)):
                 return None
@@ -61,7 +62,7 @@ class ChannelBook:
             self._give_back(key, channel, reusable)
         return outcome
 
-    def _take(self, key: Key) -> Channel | None:
+    def _take(self, api: APIClient, key: Key, cancel: Canceller) -> Channel | None:
         """An idle live channel; the dead ones met on the way are dropped."""
         while True:
             with self._lock:
@@ -69,8 +70,12 @@ class ChannelBook:
                 if not idle:
                     return None
                 channel = idle.pop()
-            if channel.alive():
-                return channel
+            try:
+                if channel.alive() and channel.responsive(api, cancel):
+                    return channel
+            except BaseException:
+                self._drop(channel)
+                raise
             self._drop(channel)
 
     def _drop_dead(self) -> bool:
@@ -118,6 +123,7 @@ class ChannelBook:
 
     def _give_back(self, key: Key, channel: Channel, reusable: bool) -> None:
         if reusable and not channel.closed:
+            channel.idle_since = time.monotonic()
             with self._lock:
                 self._idle.setdefault(key, []).append(channel)
             return
