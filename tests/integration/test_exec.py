@@ -28,23 +28,13 @@ from docker_runner_client import (
     UpstreamError,
     ValidationFailed,
 )
-from tests.conftest import sleeper_opts
+from tests.conftest import path_opts
 from tests.support.ps import processes
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import error_of, signed_request
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(params=["exec", "channel"])
-def exec_path(request: pytest.FixtureRequest) -> str:
-    """The path the exec runs take: containers are started with fastExec off or on."""
-    return str(request.param)
-
-
-def path_opts(exec_path: str, **changes: object) -> Any:
-    return sleeper_opts(fast_exec=exec_path == "channel", **changes)
 
 
 class PathCheckingClient:

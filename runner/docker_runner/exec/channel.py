@@ -38,7 +38,7 @@ from typing import Any
 from ..engine.core import APIClient
 from ..engine.pump import Ending, Pump, wait_for
 from ..engine.sockets import Canceller, raw_socket, take_buffered
-from ..errors import ApiError, Kind, from_engine
+from ..errors import exec_channel_lost, from_engine
 from ..protocol.demux import STDERR, FrameDemuxer
 from ..protocol.marked_output import BracketedStream
 from .run import (
@@ -59,12 +59,13 @@ PING_AFTER_IDLE_SECONDS = 1.0
 PONG_WAIT_SECONDS = 1.0  # then the container's state is looked at
 CHANNEL_MARKER_VARIABLE = "DOCKER_RUNNER_CHANNEL"
 
-# The dispatcher. Its own temporary directory holds each command's FIFOs and stdin file; it is
-# removed when the dispatcher ends (its stdin closed: the runner let the channel go).
+# The dispatcher. Its own temporary directory (in /dev/shm where it can, so that no file of it is
+# on the container's disk) holds each command's FIFOs and stdin file; it is removed when the
+# dispatcher ends (its stdin closed: the runner let the channel go).
 DISPATCHER = r"""for c in base64 mkfifo mktemp dd cat env wc tr grep; do
   command -v "$c" >/dev/null 2>&1 || exit 97
 done
-D=$(mktemp -d 2>/dev/null) || exit 98
+D=$(mktemp -d -p /dev/shm 2>/dev/null) || D=$(mktemp -d 2>/dev/null) || exit 98
 trap 'rm -rf "$D"' EXIT
 mkfifo "$D/probe" 2>/dev/null || exit 98
 rm -f "$D/probe"
@@ -131,17 +132,6 @@ class NoChannel(Exception):
     def __init__(self, message: str, lasting: bool) -> None:
         super().__init__(message)
         self.lasting = lasting
-
-
-def channel_lost(stdout: str, stderr: str) -> ApiError:
-    """The channel died under a command (its process killed, the container restarted): retryable."""
-    return ApiError(
-        Kind.UNAVAILABLE,
-        "exec_channel_lost",
-        "The exec channel ended before the command did; the command may have run in part",
-        retryable=True,
-        details={"stdout": stdout, "stderr": stderr},
-    )
 
 
 def _line(script: str) -> bytes:
@@ -234,7 +224,7 @@ class Channel:
         pump = Pump(self._raw, None, timeout_seconds=READY_WAIT_SECONDS, end_input=False)
         chunks: Iterator[bytes] = iter(pump)
         while True:
-            seen += b"".join(payload for stream, payload in frames if stream != STDERR)
+            seen = (seen + b"".join(payload for stream, payload in frames if stream != STDERR))[-4096:]
             if READY_LINE in seen:
                 return
             chunk = next(chunks, None)
@@ -356,7 +346,7 @@ class Channel:
             self.close()
             kill_marked_processes(api, spec.container_id, marker)
             output.finish()
-            raise channel_lost(output.stdout.marked.text.text(), output.stderr.marked.text.text())
+            raise exec_channel_lost(output.stdout.marked.text.text(), output.stderr.marked.text.text())
         if result.ending is not Ending.CANCELLED and not spec.kill_on_timeout:
             return False, False  # the command runs on; the channel is let go
         if not result.input_left:
