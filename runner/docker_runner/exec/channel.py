@@ -318,7 +318,7 @@ class Channel:
             killed, reusable = self._settle(api, spec, marker, output, result)
         except BaseException:
             self.close()
-            kill_marked_processes(api, spec.container_id, marker)  # a started command never outlives its run
+            kill_marked_processes(api, self.container_id, marker)  # a started command never outlives its run
             raise
         if not reusable:
             self.close()
@@ -342,9 +342,7 @@ class Channel:
         """After the relay: (killed, reusable). The end of a command that did not end by itself."""
         if result.done:
             return False, self._send(CLEAN_LINE)
-        if result.ending is Ending.EXITED:  # the stream ended: the dispatcher is gone
-            self.close()
-            kill_marked_processes(api, spec.container_id, marker)
+        if result.ending is Ending.EXITED:  # the stream ended: the dispatcher is gone (run kills what is left)
             output.finish()
             raise exec_channel_lost(output.stdout.marked.text.text(), output.stderr.marked.text.text())
         if result.ending is not Ending.CANCELLED and not spec.kill_on_timeout:
@@ -355,7 +353,7 @@ class Channel:
             if after.done:
                 return True, self._send(CLEAN_LINE)
         self.close()  # before the kill: the engine stalls a container's execs while one is not drained
-        return kill_marked_processes(api, spec.container_id, marker), False
+        return kill_marked_processes(api, self.container_id, marker), False
 
     def _send(self, data: bytes) -> bool:
         try:
