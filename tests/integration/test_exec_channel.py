@@ -24,7 +24,7 @@ from docker_runner_client import Conflict, HttpDockerRunnerClient, StartedContai
 from tests.conftest import sleeper_opts
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.ps import processes
-from tests.support.server import TEST_SECRET, RunningServer
+from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
@@ -191,3 +191,18 @@ def test_a_paused_container_with_an_idle_channel_is_not_running(
         docker_api.unpause(fast_container.container_id)
     result = client.exec_run(fast_container.container_id, "ls /tmp/ran-while-paused 2>&1; echo after")
     assert result.stdout.endswith("No such file or directory\nafter\n") and result.path == "channel"
+
+
+def test_a_runner_that_stops_lets_its_channels_go(docker_api: docker.APIClient) -> None:
+    """The dispatchers end with the runner that started them: none is left in the container."""
+    with running_runner(make_settings()) as server, HttpDockerRunnerClient(server.url, TEST_SECRET) as client:
+        box = client.start_container(sleeper_opts(fast_exec=True, auto_remove=False))
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                paths = set(pool.map(lambda _: client.exec_run(box.container_id, "sleep 0.2").path, range(3)))
+            assert paths == {"channel"}
+            assert _channel_processes(docker_api, box.container_id) >= 1
+            server.stop()
+            wait_for(lambda: _channel_processes(docker_api, box.container_id) == 0, what="the channels to end")
+        finally:
+            docker_api.remove_container(box.container_id, force=True)

@@ -16,7 +16,7 @@ from ...engine.pump import Ending
 from ...engine.sockets import Canceller
 from ...errors import ApiError, Kind, shutting_down, validation_error
 from ...exec.cancel import run_cancellable, watch_disconnect
-from ...exec.run import ExecOutcome, ExecSpec, run_exec, shell_command
+from ...exec.run import ExecOutcome, ExecPath, ExecSpec, run_exec, shell_command
 from ...metrics import Metrics
 from ..dependencies import RuntimeDep
 from ..forwarding import LOCATED_BY
@@ -101,7 +101,7 @@ class ExecRunAnswer(msgspec.Struct, rename="camel"):
     duration_ms: int
     truncated: bool
     exec_id: str
-    path: str  # "channel": through a resident command channel; "exec": a docker exec of its own
+    path: ExecPath  # "channel": through a resident command channel; "exec": a docker exec of its own
 
 
 def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
