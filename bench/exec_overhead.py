@@ -1,16 +1,23 @@
-"""Exec overhead: the same ``echo hello`` through the runner and directly through docker-py.
+"""Exec overhead: the same ``echo hello`` three ways, in one run, alternating.
 
-One run starts a real runner in-process on a free port (as the tests do) and one busybox
-container, then times ``["echo", "hello"]`` N times sequentially and N times from a pool of
-8 threads, two ways:
+One run starts a real runner in-process on a free port (as the tests do) and two busybox
+containers through it, one with ``fastExec`` on and one with it off, then times
+``["echo", "hello"]``:
 
-- runner: ``HttpDockerRunnerClient.exec_run`` (signed HTTP -> runner -> docker-py -> engine);
+- fast: ``HttpDockerRunnerClient.exec_run`` into the fastExec container (the resident command
+  channel; every answer must say ``path: "channel"``);
+- exec: the same call into the other container (a docker exec per command, ``path: "exec"``);
 - direct: ``exec_create`` + ``exec_start(demux=True)`` + ``exec_inspect`` with docker-py.
 
-The two ways run in alternating blocks (ABBA order) after a warm-up, so machine drift does
-not favour either side, and every exec's output is checked (stdout ``hello``, exit 0).
+The ways run in alternating blocks (A B C, then C B A, ...) after a warm-up, so machine drift does
+not favour any, and every answer is checked (stdout ``hello``, exit 0). Then:
 
-Target: the runner's p50 latency within 10% of direct docker-py's, in each mode.
+- sequential: p50 per way; targets: fast <= 0.2x direct, exec within 5% of direct;
+- parallel: 8 at once in one container, commands per second per way; target: fast >= 4x direct;
+- fan-out: 32 fastExec containers x 4 commands at once each, every command appending its token to a
+  file of its container and printing it: 0 lost, doubled or mixed;
+- the runner's RSS (the process's: the runner runs in it, with the bench's clients) and the
+  channels open.
 
     .venv/bin/python bench/exec_overhead.py [--n 200] [--json PATH]
 """
@@ -19,33 +26,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import docker
+import httpx
+from tests.support.docker_env import TEST_IMAGE
 from tests.support.server import TEST_SECRET, make_settings, running_runner
 
-from docker_runner.containers.spec import MANAGED_LABEL
-from docker_runner_client import HttpDockerRunnerClient
+from docker_runner_client import ContainerOpts, HttpDockerRunnerClient
 
-IMAGE = os.environ.get("RUNNER_TEST_IMAGE", "runner-test/busybox:latest")
 BENCH_LABEL = "dev.docker-runner.bench"
 COMMAND = ["echo", "hello"]
 EXPECTED_STDOUT = "hello\n"
 PARALLEL = 8
 WARMUP = 20
-BLOCK = 20  # execs per block of one way before switching to the other
-TARGET_RATIO = 1.10
+BLOCK = 20  # execs per block of one way before switching to the next
+FAN_CONTAINERS = 32
+FAN_PER_CONTAINER = 4
+SEQUENTIAL_FAST_TARGET = 0.2  # fast p50 / direct p50, at most
+SEQUENTIAL_EXEC_TARGET = 1.05  # exec p50 / direct p50, at most
+PARALLEL_FAST_TARGET = 4.0  # fast commands/s / direct commands/s, at least
 
 Exec = Callable[[], float]  # runs one exec, checks it, returns its latency in seconds
 
@@ -55,66 +67,73 @@ class BenchError(RuntimeError):
 
 
 @dataclass
-class Figures:
-    mode: str
-    way: str
-    count: int
-    p50_ms: float
-    p95_ms: float
-    mean_ms: float
+class Way:
+    run: Exec
+    wrong: list[str] = field(default_factory=list)  # wrong answers (the direct way's are counted, not fatal)
 
 
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    """p50 and p95 of ``samples`` (seconds), in milliseconds."""
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return cuts[49] * 1000, cuts[94] * 1000
+def percentile(samples: list[float], cut: int) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[cut - 1] * 1000
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_opts(fast_exec: bool) -> ContainerOpts:
+    return ContainerOpts(
+        image=TEST_IMAGE, cmd=["sleep", "3600"], labels={BENCH_LABEL: "1"}, fast_exec=fast_exec, auto_remove=True
+    )
 
 
 @contextmanager
-def bench_container(api: docker.APIClient) -> Iterator[str]:
-    """One ``sleep 3600`` busybox container (with init), removed whatever happens.
-
-    It carries the runner's managed label: by default the runner answers 404 for containers it did
-    not create. It has no TTL label, so no reaper touches it."""
-    container = api.create_container(
-        IMAGE,
-        command=["sleep", "3600"],
-        labels={BENCH_LABEL: "1", MANAGED_LABEL: "true"},
-        host_config=api.create_host_config(init=True),
-    )
-    container_id = str(container["Id"])
+def started(client: HttpDockerRunnerClient, fast_exec: bool, count: int = 1) -> Iterator[list[str]]:
+    """``count`` sleeper containers started through the runner, removed whatever happens."""
+    ids: list[str] = []
     try:
-        api.start(container_id)
-        yield container_id
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client.start_container, bench_opts(fast_exec)) for _ in range(count)]
+            for future in futures:
+                if future.exception() is None:
+                    ids.append(future.result().container_id)
+            for future in futures:
+                future.result()  # the first failure, once every started container is known
+        yield ids
     finally:
-        api.remove_container(container_id, force=True, v=True)
+        for container_id in ids:
+            client.remove_container(container_id, force=True)
 
 
 class RunnerExec:
-    """One exec through the runner's sync client; one client per calling thread, all closed at the end."""
+    """One exec through the runner's sync client (one client per calling thread), checking its path."""
 
-    def __init__(self, url: str, container_id: str) -> None:
+    def __init__(self, url: str, container_id: str, path: str) -> None:
         self._url = url
         self._container_id = container_id
+        self._path = path
         self._local = threading.local()
         self._clients: list[HttpDockerRunnerClient] = []
         self._lock = threading.Lock()
 
-    def _client(self) -> HttpDockerRunnerClient:
+    def client(self) -> HttpDockerRunnerClient:
         client: HttpDockerRunnerClient | None = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = HttpDockerRunnerClient(self._url, TEST_SECRET)
+            client = self._local.client = HttpDockerRunnerClient(self._url, TEST_SECRET, max_retries=0)
             with self._lock:
                 self._clients.append(client)
         return client
 
     def __call__(self) -> float:
-        client = self._client()
-        started = time.perf_counter()
+        client = self.client()
+        began = time.perf_counter()
         result = client.exec_run(self._container_id, COMMAND)
-        elapsed = time.perf_counter() - started
-        if result.stdout != EXPECTED_STDOUT or result.stderr or result.exit_code != 0:
-            raise BenchError(f"runner exec: stdout={result.stdout!r} stderr={result.stderr!r} exit={result.exit_code}")
+        elapsed = time.perf_counter() - began
+        answer = (result.stdout, result.stderr, result.exit_code, result.path)
+        if answer != (EXPECTED_STDOUT, "", 0, self._path):
+            raise BenchError(f"runner exec ({self._path}): {answer!r}")
         return elapsed
 
     def close(self) -> None:
@@ -122,95 +141,186 @@ class RunnerExec:
             client.close()
 
 
-def direct_exec(api: docker.APIClient, container_id: str) -> Exec:
-    """One exec as a direct docker-py caller does it: create, start (demuxed), inspect."""
+def direct_exec(api: docker.APIClient, container_id: str, wrong: list[str]) -> Exec:
+    """One exec as a direct docker-py caller does it: create, start (demuxed), inspect. A wrong
+    answer is counted (the engine sometimes loses a short exec's output under parallel load)."""
 
     def run() -> float:
-        started = time.perf_counter()
+        began = time.perf_counter()
         exec_id = api.exec_create(container_id, COMMAND)["Id"]
         stdout, stderr = api.exec_start(exec_id, demux=True)
         exit_code = api.exec_inspect(exec_id)["ExitCode"]
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - began
         if stdout != EXPECTED_STDOUT.encode() or stderr or exit_code != 0:
-            raise BenchError(f"direct exec: stdout={stdout!r} stderr={stderr!r} exit={exit_code}")
+            wrong.append(f"stdout={stdout!r} stderr={stderr!r} exit={exit_code}")
         return elapsed
 
     return run
 
 
-def run_block(run: Exec, count: int, pool: ThreadPoolExecutor | None) -> list[float]:
-    """``count`` execs, one after the other or spread over ``pool``; their latencies."""
-    if pool is None:
-        return [run() for _ in range(count)]
-    futures = [pool.submit(run) for _ in range(count)]
-    return [future.result() for future in futures]
-
-
-def measure(ways: dict[str, Exec], n: int, pool: ThreadPoolExecutor | None) -> dict[str, list[float]]:
-    """N latencies per way, in alternating blocks: A B, then B A, and so on."""
+def sequential(ways: dict[str, Way], n: int) -> dict[str, list[float]]:
+    """N latencies per way, one after the other, in alternating blocks."""
     samples: dict[str, list[float]] = {name: [] for name in ways}
     order = list(ways)
-    block = BLOCK if pool is None else max(BLOCK, 2 * PARALLEL)
     while any(len(values) < n for values in samples.values()):
         for name in order:
-            count = min(block, n - len(samples[name]))
-            if count > 0:
-                samples[name] += run_block(ways[name], count, pool)
+            count = min(BLOCK, n - len(samples[name]))
+            samples[name] += [ways[name].run() for _ in range(count)]
         order.reverse()
     return samples
 
 
-def warm_up(ways: dict[str, Exec], pool: ThreadPoolExecutor) -> None:
-    """Open connections and threads on both sides before anything is timed."""
-    for run in ways.values():
-        run_block(run, WARMUP, None)
-        run_block(run, 2 * PARALLEL, pool)
+def parallel(ways: dict[str, Way], n: int, pool: ThreadPoolExecutor) -> dict[str, float]:
+    """Commands per second per way, ``PARALLEL`` at once, over N commands in alternating blocks."""
+    elapsed = dict.fromkeys(ways, 0.0)
+    done = dict.fromkeys(ways, 0)
+    order = list(ways)
+    block = max(BLOCK, 4 * PARALLEL)
+    while any(count < n for count in done.values()):
+        for name in order:
+            count = min(block, n - done[name])
+            if count <= 0:
+                continue
+            began = time.perf_counter()
+            for future in [pool.submit(ways[name].run) for _ in range(count)]:
+                future.result()
+            elapsed[name] += time.perf_counter() - began
+            done[name] += count
+        order.reverse()
+    return {name: done[name] / elapsed[name] for name in ways}
 
 
-def summarise(mode: str, samples: dict[str, list[float]]) -> list[Figures]:
-    figures = []
-    for way, values in samples.items():
-        p50, p95 = percentiles(values)
-        figures.append(Figures(mode, way, len(values), p50, p95, statistics.fmean(values) * 1000))
+def fan_out(url: str, client: HttpDockerRunnerClient) -> dict[str, Any]:
+    """32 containers x 4 commands at once: every command's token printed once, appended once."""
+    with started(client, True, FAN_CONTAINERS) as ids:
+        work = [(container_id, uuid.uuid4().hex) for container_id in ids for _ in range(FAN_PER_CONTAINER)]
+        runner = RunnerExec(url, "", "channel")
+        lost: list[str] = []
+        mixed: list[str] = []
+        paths: dict[str, int] = {}
+
+        def one(item: tuple[str, str]) -> None:
+            container_id, token = item
+            try:
+                result = runner.client().exec_run(container_id, f"echo {token} >> /tmp/tokens; echo {token}")
+            except Exception as error:
+                lost.append(f"{token}: {error}")
+                return
+            paths[str(result.path)] = paths.get(str(result.path), 0) + 1
+            if (result.stdout, result.stderr, result.exit_code) != (f"{token}\n", "", 0):
+                mixed.append(f"{token}: {result.stdout!r} {result.stderr!r} {result.exit_code}")
+
+        began = time.perf_counter()
+        with ThreadPoolExecutor(FAN_CONTAINERS * FAN_PER_CONTAINER) as pool:
+            list(pool.map(one, work))
+        seconds = time.perf_counter() - began
+        doubled = 0
+        for container_id in ids:
+            written = runner.client().exec_run(container_id, ["cat", "/tmp/tokens"]).stdout.split()
+            doubled += len(written) - len(set(written))
+            expected = {token for owner, token in work if owner == container_id}
+            lost += [f"{token}: not written" for token in expected - set(written)]
+        metrics = httpx.get(url + "/metrics").text
+        channels_open = float(metrics.split("\ndocker_runner_exec_channels_open ")[1].split()[0])
+        figures = {
+            "commands": len(work),
+            "seconds": seconds,
+            "lost": len(lost),
+            "doubled": doubled,
+            "mixed": len(mixed),
+            "paths": paths,
+            "channels_open": channels_open,
+            "rss_mib": rss_mib(),
+            "examples": (lost + mixed)[:3],
+        }
+        runner.close()
     return figures
 
 
-def report(figures: list[Figures]) -> dict[str, dict[str, float | bool]]:
-    """Print the table and the verdict per mode; return the ratios."""
-    print(f"{'mode':<12} {'way':<8} {'n':>5} {'p50 ms':>9} {'p95 ms':>9} {'mean ms':>9}")
-    for row in figures:
-        print(f"{row.mode:<12} {row.way:<8} {row.count:>5} {row.p50_ms:>9.2f} {row.p95_ms:>9.2f} {row.mean_ms:>9.2f}")
+def verdict(met: bool) -> str:
+    return "MET" if met else "MISSED"
+
+
+def report(seq: dict[str, list[float]], rates: dict[str, float], fan: dict[str, Any], wrong: int) -> dict[str, Any]:
+    p50 = {name: percentile(values, 50) for name, values in seq.items()}
+    p95 = {name: percentile(values, 95) for name, values in seq.items()}
+    print(f"{'sequential':<12} {'way':<8} {'n':>5} {'p50 ms':>9} {'p95 ms':>9} {'x direct':>9}")
+    for name, values in seq.items():
+        ratio = p50[name] / p50["direct"]
+        print(f"{'':<12} {name:<8} {len(values):>5} {p50[name]:>9.2f} {p95[name]:>9.2f} {ratio:>9.2f}")
+    fast_ratio, exec_ratio = p50["fast"] / p50["direct"], p50["exec"] / p50["direct"]
+    print(
+        f"  fast p50 x{fast_ratio:.2f} of direct  target <= x{SEQUENTIAL_FAST_TARGET}: "
+        + verdict(fast_ratio <= SEQUENTIAL_FAST_TARGET)
+    )
+    print(
+        f"  exec p50 x{exec_ratio:.2f} of direct  target <= x{SEQUENTIAL_EXEC_TARGET}: "
+        + verdict(exec_ratio <= SEQUENTIAL_EXEC_TARGET)
+    )
     print()
-    verdicts: dict[str, dict[str, float | bool]] = {}
-    for mode in dict.fromkeys(row.mode for row in figures):
-        by_way = {row.way: row for row in figures if row.mode == mode}
-        runner, direct = by_way["runner"], by_way["direct"]
-        p50_ratio, p95_ratio = runner.p50_ms / direct.p50_ms, runner.p95_ms / direct.p95_ms
-        met = p50_ratio <= TARGET_RATIO
-        verdicts[mode] = {"p50_ratio": p50_ratio, "p95_ratio": p95_ratio, "target_met": met}
-        print(
-            f"{mode:<12} runner/direct p50 x{p50_ratio:.2f}  p95 x{p95_ratio:.2f}  "
-            f"target (p50 within 10%): {'MET' if met else 'MISSED'}"
-        )
-    return verdicts
+    print(f"parallel-{PARALLEL} in one container, commands/s:")
+    for name, rate in rates.items():
+        print(f"  {name:<8} {rate:>9.1f}/s  x{rate / rates['direct']:.2f} of direct")
+    rate_ratio = rates["fast"] / rates["direct"]
+    print(
+        f"  fast x{rate_ratio:.2f} of direct  target >= x{PARALLEL_FAST_TARGET}: "
+        + verdict(rate_ratio >= PARALLEL_FAST_TARGET)
+    )
+    print(f"  direct docker-py wrong answers (engine lost the output), counted not timed out: {wrong}")
+    print()
+    clean = fan["lost"] == 0 and fan["doubled"] == 0 and fan["mixed"] == 0
+    print(
+        f"fan-out {FAN_CONTAINERS} containers x {FAN_PER_CONTAINER} at once: {fan['commands']} commands in "
+        f"{fan['seconds']:.2f} s, paths {fan['paths']}; lost {fan['lost']}, doubled {fan['doubled']}, "
+        f"mixed {fan['mixed']}  target 0/0/0: {verdict(clean)}"
+    )
+    for example in fan["examples"]:
+        print(f"  {example}")
+    print(
+        f"runner RSS (in-process, with the bench's clients) {fan['rss_mib']:.1f} MiB; "
+        f"channels open {fan['channels_open']:.0f}"
+    )
+    return {
+        "sequential_p50_ms": p50,
+        "sequential_p95_ms": p95,
+        "fast_over_direct_p50": fast_ratio,
+        "exec_over_direct_p50": exec_ratio,
+        "parallel_commands_per_second": rates,
+        "fast_over_direct_rate": rate_ratio,
+        "direct_wrong_answers": wrong,
+        "fan_out": fan,
+    }
 
 
-def bench(n: int) -> tuple[list[Figures], dict[str, dict[str, float | bool]]]:
+def bench(n: int) -> dict[str, Any]:
     api = docker.APIClient(version="auto", max_pool_size=2 * PARALLEL)
     try:
-        with running_runner(make_settings()) as server, bench_container(api) as container_id:
-            through_runner = RunnerExec(server.url, container_id)
-            ways = {"runner": through_runner, "direct": direct_exec(api, container_id)}
-            try:
-                with ThreadPoolExecutor(PARALLEL) as pool:
-                    warm_up(ways, pool)
-                    figures = summarise("sequential", measure(ways, n, None))
-                    figures += summarise(f"parallel-{PARALLEL}", measure(ways, n, pool))
-            finally:
-                through_runner.close()
+        with ExitStack() as stack:
+            server = stack.enter_context(running_runner(make_settings(fast_exec_channels=PARALLEL)))
+            client = stack.enter_context(HttpDockerRunnerClient(server.url, TEST_SECRET))
+            (fast_id,) = stack.enter_context(started(client, True))
+            (exec_id,) = stack.enter_context(started(client, False))
+            fast, through_exec = RunnerExec(server.url, fast_id, "channel"), RunnerExec(server.url, exec_id, "exec")
+            stack.callback(fast.close)
+            stack.callback(through_exec.close)
+            direct_wrong: list[str] = []
+            ways = {
+                "fast": Way(fast),
+                "exec": Way(through_exec),
+                "direct": Way(direct_exec(api, exec_id, direct_wrong), direct_wrong),
+            }
+            pool = stack.enter_context(ThreadPoolExecutor(PARALLEL))
+            for way in ways.values():  # open connections, threads and channels before anything is timed
+                for _ in range(WARMUP):
+                    way.run()
+                for future in [pool.submit(way.run) for _ in range(2 * PARALLEL)]:
+                    future.result()
+            seq = sequential(ways, n)
+            rates = parallel(ways, n, pool)
+            fan = fan_out(server.url, client)
+            return report(seq, rates, fan, len(direct_wrong))
     finally:
         api.close()
-    return figures, report(figures)
 
 
 def main() -> int:
@@ -220,10 +330,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.n < 2:
         parser.error("--n must be at least 2")
-    figures, verdicts = bench(args.n)
+    figures = bench(args.n)
     if args.json is not None:
-        document = {"n": args.n, "parallel": PARALLEL, "figures": [asdict(row) for row in figures], "ratios": verdicts}
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        document = {"n": args.n, "parallel": PARALLEL, **figures}
+        args.json.write_text(json.dumps(document, indent=2, default=str) + "\n")
     return 0
 
 

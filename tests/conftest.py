@@ -64,6 +64,27 @@ def sleeper_opts(**changes: object) -> ContainerOpts:
     return ContainerOpts(**values)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=["exec", "channel"])
+def exec_path(request: pytest.FixtureRequest) -> str:
+    """The path exec runs take (docs/protocol.md 3.2, "Paths"): containers started with fastExec off or on."""
+    return str(request.param)
+
+
+def path_opts(exec_path: str, **changes: object) -> ContainerOpts:
+    """sleeper_opts for a container whose exec runs take ``exec_path``."""
+    return sleeper_opts(fast_exec=exec_path == "channel", **changes)
+
+
+@pytest.fixture
+def path_container(client: HttpDockerRunnerClient, exec_path: str) -> Iterator[StartedContainer]:
+    """A running busybox container with fastExec as ``exec_path`` asks, removed afterwards."""
+    started = client.start_container(path_opts(exec_path))
+    try:
+        yield started
+    finally:
+        client.remove_container(started.container_id, force=True)
+
+
 @pytest.fixture
 def container(client: HttpDockerRunnerClient) -> Iterator[StartedContainer]:
     """A running busybox container, removed afterwards."""

@@ -66,6 +66,7 @@ class ContainerOpts:
     create_extras: Mapping[str, Any] | None = None
     ttl_seconds: int | None = None
     resources: Resources | None = None
+    fast_exec: bool | None = None  # exec runs through a resident command channel (None: the runner's setting)
 
     def to_json(self) -> dict[str, Any]:
         def listed(value: Sequence[str] | None) -> list[str] | None:
@@ -93,6 +94,7 @@ class ContainerOpts:
                 "createExtras": None if self.create_extras is None else dict(self.create_extras),
                 "ttlSeconds": self.ttl_seconds,
                 "resources": None if self.resources is None else self.resources.to_json(),
+                "fastExec": self.fast_exec,
             }
         )
 
@@ -331,10 +333,11 @@ class ExecResult:
     duration_ms: int | None = None
     truncated: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    path: str | None = None  # "channel" or "exec": how the runner ran it (None: a runner that does not say)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> ExecResult:
-        known = {"stdout", "stderr", "exitCode", "durationMs", "truncated"}
+        known = {"stdout", "stderr", "exitCode", "durationMs", "truncated", "path"}
         duration = body.get("durationMs")
         return cls(
             stdout=str(body.get("stdout", "")),
@@ -343,6 +346,7 @@ class ExecResult:
             duration_ms=None if duration is None else int(duration),
             truncated=bool(body.get("truncated", False)),
             extra={key: value for key, value in body.items() if key not in known},
+            path=None if body.get("path") is None else str(body["path"]),
         )
 
 

@@ -7,6 +7,7 @@ Litestar, no docker-py, importable from every package.
     ├── Kind.INVALID ...           a kind says what happened; STATUS says which status answers it
     ├── from_engine(...)           an engine answer: its own status (a 5xx becomes a retryable 502)
     ├── docker_unavailable()       the engine cannot be reached
+    ├── exec_channel_lost()        an exec run's resident command channel died under it
     ├── validation_error(field)    a field of the request is wrong
     └── shutting_down()            the runner is stopping
 
@@ -127,6 +128,18 @@ def docker_unavailable(reason: str, details: dict[str, Any] | None = None) -> Ap
 def engine_lost_during_run(stdout: str, stderr: str) -> ApiError:
     """A run whose engine went away (or restarted) under it: worth retrying, with what it printed."""
     return docker_unavailable("the engine went away during the run", {"stdout": stdout, "stderr": stderr})
+
+
+def exec_channel_lost(stdout: str, stderr: str) -> ApiError:
+    """An exec run whose resident command channel died under it (its process killed, the container
+    restarted): worth retrying (the command may have run in part), with what it printed."""
+    return ApiError(
+        Kind.UNAVAILABLE,
+        "exec_channel_lost",
+        "The exec channel ended before the command did; the command may have run in part",
+        retryable=True,
+        details={"stdout": stdout, "stderr": stderr},
+    )
 
 
 def shutting_down(details: dict[str, Any] | None = None) -> ApiError:

@@ -104,6 +104,9 @@ class Metrics:
         )
         self.exec_timeouts = Counter("docker_runner_exec_timeouts", "exec/run timeouts", ["kind"], registry=r)
         self.exec_kills = Counter("docker_runner_exec_kills", "Exec process trees killed", ["reason"], registry=r)
+        self.exec_channels = Gauge(
+            "docker_runner_exec_channels_open", "Resident command channels open (idle or running a command)", registry=r
+        )
         self.sse_subscribers = Gauge("docker_runner_sse_subscribers", "Open SSE streams", ["stream"], registry=r)
         self.ws_sessions = Gauge("docker_runner_ws_sessions", "Open interactive exec sessions", registry=r)
         self.engine_errors = Counter(

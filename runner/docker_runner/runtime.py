@@ -13,6 +13,7 @@ from .containers.reaper import TouchLog
 from .containers.spec import MANAGED_LABEL
 from .engine.core import Engine
 from .errors import ApiError
+from .exec.channels import ChannelBook
 from .exec.draining import Draining
 from .jobs.manager import JobManager
 from .metrics import Metrics
@@ -36,6 +37,7 @@ class Runtime:
     pools: PoolManager
     runs: OneUseRuns
     jobs: JobManager
+    channels: ChannelBook
     cluster: Cluster | None = None  # DOCKER_RUNNER_CLUSTER=swarm: one runner of many
     touches: TouchLog = field(default_factory=TouchLog)
     draining: Draining = field(default_factory=Draining)
@@ -52,6 +54,8 @@ class Runtime:
         metrics.removals_pending.set_function(lambda: len(engine.removals))
         metrics.watch_engine(engine.reachable, lambda: engine.managed_count(f"{MANAGED_LABEL}=true"))
         checker = CreateChecker(policy, sockets_for(settings.docker_host))
+        channels = ChannelBook(settings.fast_exec_channels, settings.fast_exec_max_channels)
+        metrics.exec_channels.set_function(lambda: channels.open)
         pools = PoolManager(load_pools(settings.pools), engine, checker, settings.instance, metrics)
         runs = OneUseRuns(
             engine=engine,
@@ -74,11 +78,13 @@ class Runtime:
             pools=pools,
             runs=runs,
             jobs=JobManager(engine, checker, settings, metrics),
+            channels=channels,
             cluster=Cluster(engine, settings) if settings.cluster == "swarm" else None,
         )
 
     async def aclose(self) -> None:
         """What the runtime holds open besides the engine: the nonce store's connections."""
+        self.channels.close_all()
         await self.nonces.aclose()
         if self.cluster is not None:
             await self.cluster.aclose()

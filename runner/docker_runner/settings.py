@@ -174,6 +174,9 @@ class Settings:
     peers: str | None = None  # a DNS name whose addresses are the peers, or comma-separated URLs
     placement_timeout_ms: int = 30_000
     peer_timeout_ms: int = 1_500
+    fast_exec: bool = False
+    fast_exec_channels: int = 8
+    fast_exec_max_channels: int = 512
 
     def __post_init__(self) -> None:
         if not self.shared_secret:
@@ -263,4 +266,7 @@ class Settings:
             peers=env.get("DOCKER_RUNNER_PEERS", "").strip() or None,
             placement_timeout_ms=_int(env, "DOCKER_RUNNER_PLACEMENT_TIMEOUT_MS", 30_000, minimum=100),
             peer_timeout_ms=_int(env, "DOCKER_RUNNER_PEER_TIMEOUT_MS", 1_500, minimum=100),
+            fast_exec=_bool(env, "DOCKER_RUNNER_FAST_EXEC", False),
+            fast_exec_channels=_int(env, "DOCKER_RUNNER_FAST_EXEC_CHANNELS", 8, minimum=1),
+            fast_exec_max_channels=_int(env, "DOCKER_RUNNER_FAST_EXEC_MAX_CHANNELS", 512, minimum=1),
         )

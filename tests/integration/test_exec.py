@@ -1,4 +1,6 @@
-"""POST /v1/exec/run against real containers (docs/protocol.md 3.2)."""
+"""POST /v1/exec/run against real containers (docs/protocol.md 3.2), on both paths: each test runs
+with containers started with ``fastExec`` off ("exec": a docker exec per command) and on
+("channel": the resident command channel), and every answer says which path ran it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import resource
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import docker
 import httpx
@@ -16,6 +20,7 @@ import pytest
 from docker_runner_client import (
     Conflict,
     ExecOptions,
+    ExecResult,
     ExecTimeout,
     HttpDockerRunnerClient,
     NotFound,
@@ -23,13 +28,49 @@ from docker_runner_client import (
     UpstreamError,
     ValidationFailed,
 )
-from tests.conftest import sleeper_opts
+from tests.conftest import path_opts
 from tests.support.ps import processes
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import error_of, signed_request
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
+
+
+class PathCheckingClient:
+    """The runner's client, whose exec runs must answer the path their container asks for (a tty:
+    always docker exec)."""
+
+    def __init__(self, inner: HttpDockerRunnerClient, exec_path: str) -> None:
+        self._inner = inner
+        self.exec_path = exec_path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def exec_run(
+        self, container_id: str, command: str | Sequence[str], options: ExecOptions | None = None
+    ) -> ExecResult:
+        result = self._inner.exec_run(container_id, command, options)
+        expected = "exec" if options is not None and options.tty else self.exec_path
+        assert result.path == expected, (result.path, expected)
+        return result
+
+
+@pytest.fixture
+def client(runner: RunningServer, exec_path: str) -> Iterator[Any]:
+    with HttpDockerRunnerClient(runner.url, TEST_SECRET) as runner_client:
+        yield PathCheckingClient(runner_client, exec_path)
+
+
+@pytest.fixture
+def container(client: Any, exec_path: str) -> Iterator[StartedContainer]:
+    """A running busybox container with fastExec as the path asks, removed afterwards."""
+    started: StartedContainer = client.start_container(path_opts(exec_path))
+    try:
+        yield started
+    finally:
+        client.remove_container(started.container_id, force=True)
 
 
 def test_string_command_runs_in_a_shell(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
@@ -69,7 +110,7 @@ def test_zero_timeouts_mean_no_bound(client: HttpDockerRunnerClient, container: 
     assert (result.stdout, result.exit_code) == ("done\n", 0)
 
 
-def test_bounds_of_years_are_accepted(runner: RunningServer, container: StartedContainer) -> None:
+def test_bounds_of_years_are_accepted(runner: RunningServer, container: StartedContainer, exec_path: str) -> None:
     """A "forever" bound (JavaScript's largest safe integer) runs the command like any other."""
     forever = 2**53 - 1
     body = {"containerId": container.container_id, "command": "echo done", "options": {"timeoutMs": forever}}
@@ -77,6 +118,7 @@ def test_bounds_of_years_are_accepted(runner: RunningServer, container: StartedC
     for request in (body, body_idle):
         response = signed_request(runner.url, "POST", "/v1/exec/run", json_body=request, timeout=30)
         assert (response.status_code, response.json()["stdout"]) == (200, "done\n")
+        assert response.json()["path"] == exec_path
 
 
 def test_exec_works_past_descriptor_1024(
@@ -172,11 +214,11 @@ def test_max_output_above_the_ceiling_is_refused(client: HttpDockerRunnerClient,
     assert "options.maxOutputBytes" in caught.value.message
 
 
-def test_missing_and_stopped_containers(client: HttpDockerRunnerClient) -> None:
+def test_missing_and_stopped_containers(client: HttpDockerRunnerClient, exec_path: str) -> None:
     with pytest.raises(NotFound) as missing:
         client.exec_run("does-not-exist-xyz", "true")
     assert missing.value.code == "no_such_container"
-    stopped = client.start_container(sleeper_opts(auto_remove=False))
+    stopped = client.start_container(path_opts(exec_path, auto_remove=False))
     try:
         client.stop_container(stopped.container_id, timeout_sec=0)
         with pytest.raises(Conflict) as caught:
@@ -201,7 +243,7 @@ def test_paused_container_is_not_running(
 
 
 def test_client_disconnect_kills_the_exec(
-    runner: RunningServer, container: StartedContainer, docker_api: docker.APIClient
+    runner: RunningServer, container: StartedContainer, docker_api: docker.APIClient, exec_path: str
 ) -> None:
     """When the HTTP client goes away mid-run, the exec's processes are killed."""
     body = {"containerId": container.container_id, "command": "sleep 7773"}
@@ -213,7 +255,7 @@ def test_client_disconnect_kills_the_exec(
     )
 
 
-def test_shutdown_answers_an_exec_still_running(docker_api: docker.APIClient) -> None:
+def test_shutdown_answers_an_exec_still_running(docker_api: docker.APIClient, exec_path: str) -> None:
     """A runner shutting down gives an exec its grace, then answers it 503 shutting_down with the
     output so far (not a bare 500) and kills its processes; the container keeps running."""
     outcome: list[BaseException] = []
@@ -221,7 +263,7 @@ def test_shutdown_answers_an_exec_still_running(docker_api: docker.APIClient) ->
         running_runner(make_settings(shutdown_grace_seconds=2)) as server,
         HttpDockerRunnerClient(server.url, TEST_SECRET, max_retries=0) as client,
     ):
-        box = client.start_container(sleeper_opts())
+        box = client.start_container(path_opts(exec_path))
         try:
 
             def run() -> None:
@@ -275,22 +317,22 @@ def test_exec_ids_are_resizable(client: HttpDockerRunnerClient, container: Start
         client.resize_exec("no-such-exec-" + uuid.uuid4().hex, 100, 30)
 
 
-def test_stdin_is_base64_on_the_wire(runner: RunningServer, container: StartedContainer) -> None:
+def test_stdin_is_base64_on_the_wire(runner: RunningServer, container: StartedContainer, exec_path: str) -> None:
     body = {
         "containerId": container.container_id,
         "command": ["cat"],
         "options": {"stdin": base64.b64encode(b"raw bytes").decode()},
     }
     response = signed_request(runner.url, "POST", "/v1/exec/run", json_body=body)
-    assert response.json()["stdout"] == "raw bytes"
+    assert (response.json()["stdout"], response.json()["path"]) == ("raw bytes", exec_path)
 
 
 def test_an_exec_on_a_known_container_costs_only_the_engines_exec_calls(
-    runner: RunningServer, client: HttpDockerRunnerClient
+    runner: RunningServer, client: HttpDockerRunnerClient, exec_path: str
 ) -> None:
     """No inspect before an exec of a container the runner knows by its full id: create, start and
     inspect of the exec only; the exec's own create answers 409 for a stopped container, 404 for a gone one."""
-    started = client.start_container(sleeper_opts(auto_remove=False))
+    started = client.start_container(path_opts(exec_path, auto_remove=False))
     api = runner.runtime.engine.api()
     paths: list[str] = []
 

@@ -31,10 +31,10 @@ def _exec(runner: RunningServer, container_id: str, command: str | list[str], op
     return {"status": response.status_code, **response.json()}
 
 
-def test_exec_env_as_an_array(runner: RunningServer, container: StartedContainer) -> None:
-    """options.env as ["K=V", ...] reaches the process (a value may hold "=")."""
-    answer = _exec(runner, container.container_id, 'echo "$A|$B"', {"env": ["A=1", "B=x=y"]})
-    assert (answer["status"], answer["stdout"], answer["exitCode"]) == (200, "1|x=y\n", 0)
+def test_exec_env_as_an_array(runner: RunningServer, path_container: StartedContainer, exec_path: str) -> None:
+    """options.env as ["K=V", ...] reaches the process (a value may hold "="), on both paths."""
+    answer = _exec(runner, path_container.container_id, 'echo "$A|$B"', {"env": ["A=1", "B=x=y"]})
+    assert (answer["status"], answer["stdout"], answer["exitCode"], answer["path"]) == (200, "1|x=y\n", 0, exec_path)
 
 
 def test_exec_env_array_item_without_a_name_is_400(runner: RunningServer, container: StartedContainer) -> None:
@@ -64,17 +64,20 @@ def _container_output(client: HttpDockerRunnerClient, container_id: str) -> dict
 
 
 def test_log_to_pid1_copies_each_stream_to_the_containers_own(
-    runner: RunningServer, client: HttpDockerRunnerClient, container: StartedContainer
+    runner: RunningServer, client: HttpDockerRunnerClient, path_container: StartedContainer, exec_path: str
 ) -> None:
-    """logToPid1: stdout to the container's stdout, stderr to its stderr (docker logs); the answer is unchanged."""
+    """logToPid1: stdout to the container's stdout, stderr to its stderr (docker logs); the answer is
+    unchanged, on both paths."""
+    container = path_container
     marker = uuid.uuid4().hex[:8]
     command = f"echo out-{marker}; echo err-{marker} >&2; exit 4"
     answer = _exec(runner, container.container_id, command, {"logToPid1": True})
-    assert (answer["status"], answer["stdout"], answer["stderr"], answer["exitCode"]) == (
+    assert (answer["status"], answer["stdout"], answer["stderr"], answer["exitCode"], answer["path"]) == (
         200,
         f"out-{marker}\n",
         f"err-{marker}\n",
         4,
+        exec_path,
     )
     logged = _container_output(client, container.container_id)
     assert (logged["stdout"], logged["stderr"]) == (f"out-{marker}\n".encode(), f"err-{marker}\n".encode())
@@ -84,9 +87,11 @@ def test_log_to_pid1_copies_each_stream_to_the_containers_own(
 
 
 def test_log_to_pid1_timeout_kills_everything_and_leaves_no_file(
-    runner: RunningServer, container: StartedContainer, docker_api: docker.APIClient
+    runner: RunningServer, path_container: StartedContainer, docker_api: docker.APIClient
 ) -> None:
-    """A timed-out logToPid1 run kills the command, its background jobs and the copies; nothing stays in /tmp."""
+    """A timed-out logToPid1 run kills the command, its background jobs and the copies; nothing stays
+    in /tmp, on both paths."""
+    container = path_container
     command = "sleep 7791 & echo started; sleep 7792"
     answer = _exec(runner, container.container_id, command, {"logToPid1": True, "timeoutMs": 1000})
     assert (answer["status"], answer["error"]["code"]) == (504, "exec_timeout")

@@ -86,7 +86,10 @@ def test_start_takes_everything_after_the_image_as_its_command() -> None:
         {"a": "b"},
     )
     bare = start_opts(build_parser().parse_args(["start", "--keep", "img"]))
-    assert (bare.cmd, bare.auto_remove, bare.labels, bare.env) == (None, False, None, None)
+    assert (bare.cmd, bare.auto_remove, bare.labels, bare.env, bare.fast_exec) == (None, False, None, None, None)
+    fast = start_opts(build_parser().parse_args(["start", "--fast-exec", "img"]))
+    slow = start_opts(build_parser().parse_args(["start", "--no-fast-exec", "img"]))
+    assert (fast.fast_exec, slow.fast_exec, fast.to_json()["fastExec"]) == (True, False, True)
 
 
 def test_common_options_before_or_after_the_command() -> None:

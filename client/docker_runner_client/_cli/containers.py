@@ -71,6 +71,12 @@ def _register_start(commands: Commands) -> None:
     start.add_argument("--env", "-e", action="append", metavar="KEY=VALUE", help="an environment variable")
     start.add_argument("--workdir", "-w", help="the working directory")
     start.add_argument("--keep", action="store_true", help="keep it when its command ends (default: removed)")
+    start.add_argument(
+        "--fast-exec",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="exec runs through resident command channels (default: the runner's DOCKER_RUNNER_FAST_EXEC)",
+    )
     start.add_argument("image", metavar="IMAGE")
     start.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
 
@@ -137,6 +143,7 @@ def start_opts(args: argparse.Namespace) -> ContainerOpts:
         labels=values.key_values(args.label, "--label") or None,
         ttl_seconds=args.ttl,
         auto_remove=False if args.keep else None,
+        fast_exec=args.fast_exec,
     )
 
 

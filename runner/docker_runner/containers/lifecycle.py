@@ -11,7 +11,7 @@ from ..engine.removals import remove_or_queue
 from ..errors import ApiError, Kind, from_engine
 from ..policy.checker import CreateChecker, container_references
 from .managed import ManagedScope, checked_container, is_managed
-from .spec import INSTANCE_LABEL, MANAGED_LABEL
+from .spec import FAST_EXEC_LABEL, INSTANCE_LABEL, MANAGED_LABEL
 
 log = logging.getLogger("docker_runner.containers")
 
@@ -49,7 +49,8 @@ def _create_and_start(
     _prepare_volumes(api, body, managed)
     created = api.create_container_from_config(body, name=name, platform=platform)
     container_id = str(created["Id"])
-    managed.remember(container_id)
+    labels = body.get("Labels")
+    managed.remember(container_id, labels.get(FAST_EXEC_LABEL) if isinstance(labels, dict) else None)
     try:
         api.start(container_id)
     except Exception:
@@ -92,7 +93,9 @@ async def stop(engine: Engine, managed: ManagedScope, reference: str, timeout_se
             raise
 
 
-async def remove(engine: Engine, managed: ManagedScope, reference: str, force: bool, remove_volumes: bool) -> None:
+async def remove(engine: Engine, managed: ManagedScope, reference: str, force: bool, remove_volumes: bool) -> str:
+    """Remove the container; the id it had (the reference itself when it named nothing)."""
+    container_id = reference
     try:
         container_id = await managed.container(reference)
         await engine.run(lambda api: api.remove_container(container_id, force=force, v=remove_volumes))
@@ -100,6 +103,8 @@ async def remove(engine: Engine, managed: ManagedScope, reference: str, force: b
         if error.kind is not Kind.NOT_FOUND and error.code != "removal_in_progress":
             raise
     managed.forget(reference)
+    managed.forget(container_id)
+    return container_id
 
 
 async def inspect(engine: Engine, managed: ManagedScope, reference: str) -> dict[str, Any]:

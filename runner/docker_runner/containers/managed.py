@@ -6,7 +6,8 @@ Full ids already seen to be managed are remembered (ids are never reused, and la
 so the common case of a client using the id it got from ``start`` costs no extra engine call: an
 exec's own create then answers 404 for a container that is gone and 409 for one that is stopped.
 Names and short ids are resolved by an inspect each time (a name can be given to another
-container). The memory is bounded, and a container the runner removes is forgotten.
+container). The memory is bounded (least recently used first out), and a container is forgotten when
+the runner removes it or when an exec's own create finds it gone (404).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..engine.core import Engine
 from ..errors import ApiError, Kind, from_engine
-from .spec import MANAGED_LABEL
+from .spec import FAST_EXEC_LABEL, MANAGED_LABEL
 
 _FULL_ID = re.compile(r"^[0-9a-f]{64}$")
 # what the engine accepts as a container or volume name, id or id prefix, and an exec id: anything
@@ -45,10 +46,11 @@ class ManagedScope:
     def __init__(self, engine: Engine, managed_only: bool) -> None:
         self._engine = engine
         self.managed_only = managed_only
-        self._known: OrderedDict[str, None] = OrderedDict()
+        # full id -> its fast-exec label ("true", "false" or None): labels never change either
+        self._known: OrderedDict[str, str | None] = OrderedDict()
 
-    def remember(self, container_id: str) -> None:
-        self._known[container_id] = None
+    def remember(self, container_id: str, fast_exec: str | None = None) -> None:
+        self._known[container_id] = fast_exec
         self._known.move_to_end(container_id)
         while len(self._known) > KNOWN_IDS_KEPT:
             self._known.popitem(last=False)
@@ -64,19 +66,36 @@ class ManagedScope:
     async def container(self, reference: str) -> str:
         """The reference, once it is known to name a container in scope; 404 otherwise."""
         checked_container(reference)
-        if not self.managed_only or reference in self._known:
+        if not self.managed_only:
+            return reference
+        if reference in self._known:
+            self._known.move_to_end(reference)
             return reference
         document = await self._engine.run(lambda api: api.inspect_container(reference))
         return self.check_inspected(reference, document)
 
     def check_inspected(self, reference: str, document: dict[str, Any]) -> str:
         """For a caller that has the inspect document already: is it in scope?"""
-        if self.managed_only and not is_managed((document.get("Config") or {}).get("Labels")):
+        labels = (document.get("Config") or {}).get("Labels")
+        if self.managed_only and not is_managed(labels):
             raise not_found_container(reference)
         container_id = str(document["Id"])
         if self.managed_only:
-            self.remember(container_id)
+            self.remember(container_id, _fast_exec_label(labels))
         return container_id
+
+    async def exec_target(self, reference: str) -> tuple[str, str | None]:
+        """(the container's full id, its fast-exec label) once it is known to be in scope; 404
+        otherwise. A known full id costs nothing; anything else is inspected (in either scope)."""
+        checked_container(reference)
+        if reference in self._known:
+            self._known.move_to_end(reference)
+            return reference, self._known[reference]
+        document = await self._engine.run(lambda api: api.inspect_container(reference))
+        container_id = self.check_inspected(reference, document)
+        fast_exec = _fast_exec_label((document.get("Config") or {}).get("Labels"))
+        self.remember(container_id, fast_exec)
+        return container_id, fast_exec
 
     async def exec_instance(self, exec_id: str) -> None:
         """An exec id is in scope when its container is."""
@@ -101,3 +120,8 @@ class ManagedScope:
         document = await self._engine.run(lambda api: api.inspect_volume(name))
         if not is_managed(document.get("Labels")):
             raise from_engine(404, f"get {name}: no such volume")
+
+
+def _fast_exec_label(labels: Any) -> str | None:
+    value = labels.get(FAST_EXEC_LABEL) if isinstance(labels, dict) else None
+    return value if isinstance(value, str) else None

@@ -22,6 +22,8 @@ STDIN_ATTACHED: dict[str, bool] = {
 }
 INSTANCE_LABEL = "dev.docker-runner.instance"
 ONESHOT_LABEL = "dev.docker-runner.oneshot"  # a fresh container of one /v1/run or /v1/test
+# ContainerOpts.fastExec: "true" or "false"; absent, DOCKER_RUNNER_FAST_EXEC decides
+FAST_EXEC_LABEL = "dev.docker-runner.fast-exec"
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
@@ -60,6 +62,7 @@ class ContainerOpts(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
     ttl_seconds: PositiveInt | None = None
     resources: Resources | None = None
     placement: Placement | None = None  # cluster mode only
+    fast_exec: bool | None = None  # exec runs through a resident command channel (None: the setting)
 
 
 def _env_list(env: dict[str, str] | list[str] | None) -> list[str] | None:
@@ -104,6 +107,8 @@ def build_create_body(opts: ContainerOpts, instance: str) -> dict[str, Any]:
     runner_labels = {MANAGED_LABEL: "true", INSTANCE_LABEL: instance}
     if opts.ttl_seconds is not None:
         runner_labels[TTL_LABEL] = str(opts.ttl_seconds)
+    if opts.fast_exec is not None:
+        runner_labels[FAST_EXEC_LABEL] = "true" if opts.fast_exec else "false"
     labels = {**(opts.labels or {}), **runner_labels}
     body: dict[str, Any] = {"Image": opts.image, "Tty": opts.tty, "Labels": labels, "HostConfig": _host_config(opts)}
     if opts.cmd is not None:

@@ -133,6 +133,11 @@ class Pump:
                     yield data
                     idle_deadline = time.monotonic() + self._idle_seconds
 
+    @property
+    def input_left(self) -> bool:
+        """Some of the input was never written (the relay ended first)."""
+        return self._pending is not None
+
     def _write_some(self, pending: memoryview) -> None:
         try:
             sent = self._raw.send(pending[:READ_BYTES])

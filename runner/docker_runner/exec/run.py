@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..engine.core import APIClient, engine_errors
 from ..engine.pump import Ending, Pump
@@ -26,6 +26,7 @@ from ..protocol.output_buffer import TailBuffer
 log = logging.getLogger("docker_runner.exec")
 
 EXEC_MARKER_VARIABLE = "DOCKER_RUNNER_EXEC_TOKEN"
+ExecPath = Literal["channel", "exec"]
 EXIT_CODE_WAIT_SECONDS = 5.0
 
 # Kills every process whose environment holds the marker, until a pass finds none. Busybox-safe.
@@ -101,6 +102,7 @@ class ExecOutcome:
     exit_code: int | None
     exec_id: str
     killed: bool = False
+    path: ExecPath = "exec"  # "channel": it ran through a resident command channel (exec/channel.py)
 
 
 def kill_marked_processes(api: APIClient, container_id: str, marker: str) -> bool:

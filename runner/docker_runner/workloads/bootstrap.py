@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 import shlex
 import time
 import uuid
@@ -24,11 +23,9 @@ from ..containers.spec import STDIN_ATTACHED
 from ..engine.pump import Ending, Pump
 from ..engine.sockets import Attached, Canceller
 from ..protocol.demux import STDERR, FrameDemuxer
-from ..protocol.output_buffer import TailBuffer
+from ..protocol.marked_output import MarkedStream
 
 BOOTSTRAP = 'IFS= read -r line && eval "$(printf %s "$line" | base64 -d)"'
-_MARKER = re.compile(rb"\n__docker_runner_exit_([0-9a-f]{32}):(\d+)\n")
-MARKER_RESERVE = 64  # bytes of stdout held back in case a marker is being cut
 
 
 def bootstrap_config(body: dict[str, Any]) -> dict[str, Any]:
@@ -71,34 +68,6 @@ class RunResult:
     timed_out: bool
     cancelled: bool
     elapsed_ms: int
-
-
-class MarkedStream:
-    """One output stream, up to its exit marker (taken out); bytes after the marker are dropped."""
-
-    def __init__(self, token: bytes, limit: int) -> None:
-        self._token = token
-        self._held = b""  # a tail that might be the start of the marker
-        self.text = TailBuffer(limit)
-        self.code: int | None = None
-
-    def feed(self, payload: bytes) -> None:
-        if self.code is not None:
-            return
-        held = self._held + payload
-        for match in _MARKER.finditer(held):
-            if match.group(1) == self._token:
-                self.text.append(held[: match.start()])
-                self._held = b""
-                self.code = int(match.group(2))
-                return
-        keep = min(len(held), MARKER_RESERVE)
-        self.text.append(held[: len(held) - keep])
-        self._held = held[len(held) - keep :]
-
-    def finish(self) -> None:
-        self.text.append(self._held)
-        self._held = b""
 
 
 class RunOutput:

@@ -132,7 +132,9 @@ async def remove_container(data: JSONBody[RemoveBody], scope: Scope, runtime: Ru
     note(scope, containerId=data.container_id)
     if runtime.cluster is not None and await runtime.cluster.remove_placed(data.container_id):
         return  # its service is removed, and with it the container
-    await lifecycle.remove(runtime.engine, runtime.managed, data.container_id, data.force, data.remove_volumes)
+    managed, reference = runtime.managed, data.container_id
+    removed = await lifecycle.remove(runtime.engine, managed, reference, data.force, data.remove_volumes)
+    runtime.channels.forget(removed)
 
 
 @get("/v1/containers/inspect", responses=errors(), opt={LOCATED_BY: ("query", "containerId")})

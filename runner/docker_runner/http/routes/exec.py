@@ -11,10 +11,12 @@ from litestar import Request, post
 from litestar.params import JSONBody
 
 from ...containers.spec import NonEmptyStr
+from ...engine.core import APIClient
 from ...engine.pump import Ending
+from ...engine.sockets import Canceller
 from ...errors import ApiError, Kind, shutting_down, validation_error
 from ...exec.cancel import run_cancellable, watch_disconnect
-from ...exec.run import ExecOutcome, ExecSpec, run_exec, shell_command
+from ...exec.run import ExecOutcome, ExecPath, ExecSpec, run_exec, shell_command
 from ...metrics import Metrics
 from ..dependencies import RuntimeDep
 from ..forwarding import LOCATED_BY
@@ -99,6 +101,7 @@ class ExecRunAnswer(msgspec.Struct, rename="camel"):
     duration_ms: int
     truncated: bool
     exec_id: str
+    path: ExecPath  # "channel": through a resident command channel; "exec": a docker exec of its own
 
 
 def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
@@ -123,6 +126,7 @@ def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
         duration_ms=outcome.duration_ms,
         truncated=outcome.truncated,
         exec_id=outcome.exec_id,
+        path=outcome.path,
     )
 
 
@@ -130,17 +134,29 @@ def _answer(spec: ExecSpec, outcome: ExecOutcome) -> ExecRunAnswer:
 async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any], runtime: RuntimeDep) -> ExecRunAnswer:
     spec = _spec(data, runtime.settings.max_output_bytes)
     note(request.scope, containerId=spec.container_id)
-    await runtime.managed.container(spec.container_id)
-    outcome = await run_cancellable(
-        runtime.engine,
-        lambda api, canceller: run_exec(api, spec, canceller),
-        watch_disconnect(request.receive),
-        runtime.draining,
-    )
+    container_id, fast_exec_label = await runtime.managed.exec_target(spec.container_id)
+    channels = runtime.channels if _fast_exec(spec, fast_exec_label, runtime.settings.fast_exec) else None
+
+    def work(api: APIClient, canceller: Canceller) -> ExecOutcome:
+        outcome = None if channels is None else channels.run_fast(api, container_id, spec, canceller)
+        return run_exec(api, spec, canceller) if outcome is None else outcome
+
+    try:
+        outcome = await run_cancellable(runtime.engine, work, watch_disconnect(request.receive), runtime.draining)
+    except ApiError as error:
+        if error.kind is Kind.NOT_FOUND:  # the exec's own create found it gone: its verdict is stale
+            runtime.managed.forget(container_id)
+            runtime.channels.forget(container_id)
+        raise
     _count(runtime.metrics, outcome)
     if outcome.ending is Ending.CANCELLED and runtime.draining.cut_begun:
         raise shutting_down({"stdout": outcome.stdout, "stderr": outcome.stderr, "killed": outcome.killed})
     return _answer(spec, outcome)
+
+
+def _fast_exec(spec: ExecSpec, label: str | None, default: bool) -> bool:
+    """Through a channel: the container's fastExec, else the setting; never with a tty."""
+    return not spec.tty and (label == "true" if label in ("true", "false") else default)
 
 
 def _count(metrics: Metrics, outcome: ExecOutcome) -> None:

@@ -1,0 +1,364 @@
+"""The resident command channel (blocking): one long-lived ``docker exec`` of a small POSIX-sh
+dispatcher per channel, which reads commands as lines (the base64 of a script) on its stdin and
+runs each with the semantics of an exec run, without an engine exec per command.
+
+Each command gets its own FIFOs, read by two relays (``cat``) that copy them to the channel's
+stdout and stderr between a begin and an end marker carrying the run's random token. The end
+marker is written by a shell that waits for the command, so it comes after all of the command's
+own output; a background process that still holds the FIFOs cannot stall the answer, and it can
+never write into a later command's output: the runner drops what comes before a run's begin
+marker, and the dispatcher kills the former relays (``drc_clean``) before it prints the next one.
+
+While a command runs the dispatcher is back at its ``read``: a kill is one more line
+(``drc_kill``), which kills every process carrying the run's marker (as :mod:`.run` does from a
+second exec), and the command's shell then prints the end marker: the channel survives.
+
+The command's stdin travels on the channel's stdin right after its line, as many bytes as the
+script says; ``dd`` copies exactly those to a file the command reads (then EOF).
+
+The image needs ``sh`` and ``base64`` (and ``mkfifo``, ``mktemp``, ``dd``, ``cat``, ``env``,
+``wc``, ``tr``, ``grep``: busybox and coreutils have them all). The dispatcher checks for them
+first and prints a ready line; without it the channel is refused (:class:`NoChannel`) and the
+caller runs the command with ``docker exec`` instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import math
+import shlex
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.core import APIClient
+from ..engine.pump import Ending, Pump, wait_for
+from ..engine.sockets import Canceller, raw_socket, take_buffered
+from ..errors import exec_channel_lost, from_engine
+from ..protocol.demux import STDERR, FrameDemuxer
+from ..protocol.marked_output import BracketedStream
+from .run import (
+    EXEC_MARKER_VARIABLE,
+    ExecOutcome,
+    ExecSpec,
+    kill_marked_processes,
+    logged_to_pid1,
+    wait_exit_code,
+)
+
+READY_LINE = b"__docker_runner_ready\n"
+READY_WAIT_SECONDS = 10.0
+KILLED_WAIT_SECONDS = 5.0  # a killed command's end marker; past it the channel is dropped
+# A channel idle this long is asked for a pong before a command is written to it: a container
+# paused meanwhile would otherwise hold the command (and run it once unpaused) instead of 409.
+PING_AFTER_IDLE_SECONDS = 1.0
+PONG_WAIT_SECONDS = 1.0  # then the container's state is looked at
+CHANNEL_MARKER_VARIABLE = "DOCKER_RUNNER_CHANNEL"
+
+# The dispatcher. Its own temporary directory (in /dev/shm where it can, so that no file of it is
+# on the container's disk) holds each command's FIFOs and stdin file; it is removed when the
+# dispatcher ends (its stdin closed: the runner let the channel go).
+DISPATCHER = r"""for c in base64 mkfifo mktemp dd cat env wc tr grep; do
+  command -v "$c" >/dev/null 2>&1 || exit 97
+done
+D=$(mktemp -d -p /dev/shm 2>/dev/null) || D=$(mktemp -d 2>/dev/null) || exit 98
+trap 'rm -rf "$D"' EXIT
+mkfifo "$D/probe" 2>/dev/null || exit 98
+rm -f "$D/probe"
+R1= R2= T=
+drc_clean() {
+  if [ -n "$R1" ]; then kill -9 "$R1" "$R2" 2>/dev/null; wait "$R1" "$R2" 2>/dev/null; fi
+  [ -n "$T" ] && rm -f "$D/o$T" "$D/e$T" "$D/i$T" &
+  R1= R2= T=
+}
+drc_run() {
+  drc_clean
+  T=$1 I=/dev/null
+  mkfifo "$D/o$T" "$D/e$T" || exit 96
+  if [ "$2" -ge 0 ]; then
+    I="$D/i$T"
+    dd bs=65536 count="$2" iflag=count_bytes,fullblock of="$I" 2>/dev/null
+    [ "$(wc -c < "$I")" -eq "$2" ] || exit 95
+  fi
+  printf '\n__docker_runner_begin_%s\n' "$T"
+  printf '\n__docker_runner_begin_%s\n' "$T" >&2
+  cat "$D/o$T" & R1=$!
+  cat "$D/e$T" >&2 & R2=$!
+  {
+    exec 3>"$D/o$T" 4>"$D/e$T"
+    ( eval "$3" ) <"$I" >&3 2>&4 3>&- 4>&-
+    c=$?
+    printf '\n__docker_runner_exit_%s:%d\n' "$T" "$c" >&3
+    printf '\n__docker_runner_exit_%s:%d\n' "$T" "$c" >&4
+  } </dev/null >/dev/null 2>&1 &
+}
+drc_kill() {
+  m="$1"; n=0
+  while [ "$n" -lt 100 ]; do
+    found=0
+    for d in /proc/[0-9]*; do
+      p="${d#/proc/}"
+      [ "$p" = "$$" ] && continue
+      if { tr '\000' '\n' < "$d/environ" | grep -qxF "$m"; } 2>/dev/null; then
+        kill -9 "$p" 2>/dev/null; found=1
+      fi
+    done
+    [ "$found" = 0 ] && return 0
+    n=$((n+1))
+  done
+}
+printf '__docker_runner_ready\n'
+while IFS= read -r line; do
+  case $line in
+    :*) eval "${line#:}" ;;
+    *) eval "$(printf %s "$line" | base64 -d)" ;;
+  esac
+done"""
+
+
+# the dispatcher's exit codes that say the image cannot hold a channel: a tool missing (97), no
+# writable temporary directory (98), no sh (126, 127: the engine could not start it)
+LASTING_REFUSALS = (97, 98, 126, 127)
+
+
+class NoChannel(Exception):
+    """The container cannot hold a channel now; ``lasting``: nor ever (no sh, no base64, no
+    writable temporary directory), rather than a container stopping under the start."""
+
+    def __init__(self, message: str, lasting: bool) -> None:
+        super().__init__(message)
+        self.lasting = lasting
+
+
+def _line(script: str) -> bytes:
+    """A script as one line: as it is after a ``:`` when it holds no line break, else its base64."""
+    if "\n" not in script and "\r" not in script:
+        return b":" + script.encode() + b"\n"
+    return base64.b64encode(script.encode()) + b"\n"
+
+
+CLEAN_LINE = _line("drc_clean")
+
+
+def command_script(spec: ExecSpec, token: str, marker: str) -> str:
+    """The line's script for ``spec``: ``drc_run`` with the run's token, the size of its stdin
+    (``-1``: none; the bytes follow the line on the channel) and the command as shell words."""
+    cmd = logged_to_pid1(spec.cmd) if spec.log_to_pid1 else spec.cmd
+    assignments = [f"{key}={value}" for key, value in spec.env.items()] + [marker]
+    run = "exec env " + " ".join(shlex.quote(part) for part in [*assignments, *cmd])
+    if spec.workdir:
+        run = f"cd {shlex.quote(spec.workdir)} || exit 126; {run}"
+    size = -1 if spec.stdin is None else len(spec.stdin)
+    return f"drc_run {token} {size} {shlex.quote(run)}"
+
+
+class _Output:
+    def __init__(self, token: str, limit: int) -> None:
+        self.stdout = BracketedStream(token, limit)
+        self.stderr = BracketedStream(token, limit)
+
+    @property
+    def done(self) -> bool:
+        return self.stdout.code is not None and self.stderr.code is not None
+
+    def feed(self, frames: list[tuple[int, bytes]]) -> None:
+        for stream, payload in frames:
+            (self.stderr if stream == STDERR else self.stdout).feed(payload)
+
+    def finish(self) -> None:
+        self.stdout.finish()
+        self.stderr.finish()
+
+
+@dataclass
+class _Result:
+    ending: Ending
+    done: bool
+    input_left: bool
+
+
+class Channel:
+    """One dispatcher in one container, for one user; one command at a time."""
+
+    def __init__(self, container_id: str, user: str, exec_id: str, stream: Any) -> None:
+        self.container_id = container_id
+        self.user = user
+        self.exec_id = exec_id
+        self._stream = stream
+        self._raw = raw_socket(stream)
+        self._demuxer = FrameDemuxer()
+        self.closed = False
+        self.idle_since = time.monotonic()
+
+    @classmethod
+    def open(cls, api: APIClient, container_id: str, user: str) -> Channel:
+        """Start a dispatcher and wait for its ready line. Engine refusals (404, 409) are raised as
+        they come; a container that cannot hold a channel raises :class:`NoChannel`."""
+        created = api.exec_create(
+            container_id,
+            ["/bin/sh", "-c", DISPATCHER],
+            stdin=True,
+            tty=False,
+            environment=[f"{CHANNEL_MARKER_VARIABLE}={uuid.uuid4().hex}"],
+            user=user,
+        )
+        channel = cls(container_id, user, str(created["Id"]), api.exec_start(created["Id"], socket=True))
+        try:
+            channel._await_ready(take_buffered(channel._stream, channel._raw))
+        except NoChannel as refusal:
+            channel.close()
+            code = wait_exit_code(api, channel.exec_id)
+            raise NoChannel(f"{refusal} (exit code {code})", lasting=code in LASTING_REFUSALS) from None
+        except BaseException:
+            channel.close()
+            raise
+        return channel
+
+    def _await_ready(self, first: bytes) -> None:
+        seen = b""
+        frames = self._demuxer.feed(first)
+        pump = Pump(self._raw, None, timeout_seconds=READY_WAIT_SECONDS, end_input=False)
+        chunks: Iterator[bytes] = iter(pump)
+        while True:
+            seen = (seen + b"".join(payload for stream, payload in frames if stream != STDERR))[-4096:]
+            if READY_LINE in seen:
+                return
+            chunk = next(chunks, None)
+            if chunk is None:
+                raise NoChannel(f"no ready line from the channel ({pump.ending.value}): {seen[-200:]!r}", False)
+            frames = self._demuxer.feed(chunk)
+
+    def alive(self) -> bool:
+        """False when the dispatcher has ended (its stream is at its end)."""
+        if self.closed:
+            return False
+        ready = wait_for(self._raw, None, False, 0)
+        if not ready.readable:
+            return True
+        try:
+            return self._raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+
+    def responsive(self, api: APIClient, cancel: Canceller) -> bool:
+        """Is the dispatcher there to read a command? Asked of a channel idle for a while: False
+        when it has ended; 409 ``container_not_running`` when the container is paused or stopped
+        (the channel is let go: nothing was sent to it that could run later)."""
+        if time.monotonic() - self.idle_since < PING_AFTER_IDLE_SECONDS:
+            return True
+        token = uuid.uuid4().hex
+        pong = f"__docker_runner_pong_{token}\n".encode()
+        data: bytes | None = _line(f"printf '__docker_runner_pong_%s\\n' {token}")
+        seen = b""
+        wait = PONG_WAIT_SECONDS
+        while True:
+            pump = Pump(self._raw, data, cancel_fd=cancel.fileno(), timeout_seconds=wait, end_input=False)
+            for chunk in pump:
+                frames = self._demuxer.feed(chunk)
+                seen = (seen + b"".join(payload for stream, payload in frames if stream != STDERR))[-4096:]
+                if pong in seen:
+                    return True
+            if pump.ending is not Ending.TIMEOUT:
+                self.close()
+                return False
+            if wait == math.inf:
+                return False
+            data, wait = None, math.inf
+            self._refuse_unless_running(api)
+
+    def _refuse_unless_running(self, api: APIClient) -> None:
+        state = api.inspect_container(self.container_id).get("State") or {}
+        if state.get("Paused") or not state.get("Running"):
+            self.close()
+            why = "is paused, unpause the container before exec" if state.get("Paused") else "is not running"
+            raise from_engine(409, f"Container {self.container_id} {why}")
+
+    def close(self) -> None:
+        """Let the dispatcher go: its stdin ends, it ends (a command it still runs is left alone)."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self._raw.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        with contextlib.suppress(OSError):
+            self._raw.close()
+
+    def _relay(self, data: bytes, output: _Output, cancel_fd: int | None, timeout: float, idle: float) -> _Result:
+        pump = Pump(self._raw, data, cancel_fd=cancel_fd, timeout_seconds=timeout, idle_seconds=idle, end_input=False)
+        for chunk in pump:
+            output.feed(self._demuxer.feed(chunk))
+            if output.done:
+                return _Result(Ending.EXITED, True, pump.input_left)
+        return _Result(pump.ending, False, pump.input_left)
+
+    def run(self, api: APIClient, spec: ExecSpec, cancel: Canceller) -> tuple[ExecOutcome, bool]:
+        """Run ``spec`` through the channel: (its outcome, whether the channel can serve another).
+        Raises ``exec_channel_lost`` when the channel ends under the command."""
+        started = time.monotonic()
+        token = uuid.uuid4().hex
+        marker = f"{EXEC_MARKER_VARIABLE}={token}"
+        output = _Output(token, spec.max_output_bytes)
+        data = _line(command_script(spec, token, marker)) + (spec.stdin or b"")
+        try:
+            result = self._relay(
+                data,
+                output,
+                cancel.fileno(),
+                spec.timeout_ms / 1000 if spec.timeout_ms > 0 else math.inf,
+                spec.idle_timeout_ms / 1000 if spec.idle_timeout_ms > 0 else math.inf,
+            )
+            killed, reusable = self._settle(api, spec, marker, output, result)
+        except BaseException:
+            self.close()
+            kill_marked_processes(api, self.container_id, marker)  # a started command never outlives its run
+            raise
+        if not reusable:
+            self.close()
+        output.finish()  # what a marker's reserve held back, when no marker came
+        outcome = ExecOutcome(
+            ending=result.ending,
+            stdout=output.stdout.marked.text.text(),
+            stderr=output.stderr.marked.text.text(),
+            truncated=output.stdout.marked.text.truncated or output.stderr.marked.text.truncated,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            exit_code=output.stdout.code,
+            exec_id=self.exec_id,
+            killed=killed,
+            path="channel",
+        )
+        return outcome, reusable
+
+    def _settle(
+        self, api: APIClient, spec: ExecSpec, marker: str, output: _Output, result: _Result
+    ) -> tuple[bool, bool]:
+        """After the relay: (killed, reusable). The end of a command that did not end by itself."""
+        if result.done:
+            return False, self._send(CLEAN_LINE)
+        if result.ending is Ending.EXITED:  # the stream ended: the dispatcher is gone (run kills what is left)
+            output.finish()
+            raise exec_channel_lost(output.stdout.marked.text.text(), output.stderr.marked.text.text())
+        if result.ending is not Ending.CANCELLED and not spec.kill_on_timeout:
+            return False, False  # the command runs on; the channel is let go
+        if not result.input_left:
+            kill_line = _line(f"drc_kill {shlex.quote(marker)}")
+            after = self._relay(kill_line, output, None, KILLED_WAIT_SECONDS, math.inf)
+            if after.done:
+                return True, self._send(CLEAN_LINE)
+        self.close()  # before the kill: the engine stalls a container's execs while one is not drained
+        return kill_marked_processes(api, self.container_id, marker), False
+
+    def _send(self, data: bytes) -> bool:
+        try:
+            self._raw.setblocking(True)
+            self._raw.sendall(data)
+        except OSError:
+            return False
+        return True

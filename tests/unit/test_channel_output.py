@@ -1,0 +1,53 @@
+"""The channel's output streams and lines (pure): what comes before a run's begin marker belongs to
+no run; the end marker ends it; both are found wherever the engine cuts the stream."""
+
+from __future__ import annotations
+
+import base64
+import shlex
+
+from docker_runner.exec.channel import _line, command_script
+from docker_runner.exec.run import ExecSpec
+from docker_runner.protocol.marked_output import BracketedStream, begin_marker
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+OTHER = "f" * 32
+END = f"\n__docker_runner_exit_{TOKEN}:7\n".encode()
+
+
+def test_output_between_the_markers_is_the_runs_wherever_it_is_cut() -> None:
+    """A former run's leftovers (its end marker included) and a foreign begin are dropped; bytes
+    after the end are too; any cut gives the same text and code."""
+    before = b"late output of a background process" + f"\n__docker_runner_exit_{OTHER}:0\n".encode()
+    stream = before + begin_marker(OTHER) + b"x" + begin_marker(TOKEN) + b"mine\nno newline" + END + b"after"
+    for cut in range(1, len(stream)):
+        output = BracketedStream(TOKEN, 1024)
+        output.feed(stream[:cut])
+        output.feed(stream[cut:])
+        assert (output.code, output.marked.text.text()) == (7, "mine\nno newline")
+
+
+def test_nothing_counts_before_the_begin_marker() -> None:
+    output = BracketedStream(TOKEN, 1024)
+    output.feed(b"a" * 100_000 + END)
+    output.finish()
+    assert (output.begun, output.code, output.marked.text.text()) == (False, None, "")
+
+
+def test_a_line_is_raw_after_a_colon_unless_it_holds_a_line_break() -> None:
+    assert _line("drc_clean") == b":drc_clean\n"
+    assert _line("echo a\necho b") == base64.b64encode(b"echo a\necho b") + b"\n"
+
+
+def test_the_command_is_quoted_into_drc_run() -> None:
+    """Words stay words; stdin's size (-1: none) and the workdir are in the line."""
+    spec = ExecSpec(container_id="c", cmd=["echo", "a  b", "$HOME"], env={"K": "v w"}, workdir="/my dir")
+    script = command_script(spec, TOKEN, f"DOCKER_RUNNER_EXEC_TOKEN={TOKEN}")
+    assert shlex.split(script) == [
+        "drc_run",
+        TOKEN,
+        "-1",
+        f"cd '/my dir' || exit 126; exec env 'K=v w' DOCKER_RUNNER_EXEC_TOKEN={TOKEN} echo 'a  b' '$HOME'",
+    ]
+    with_stdin = command_script(ExecSpec(container_id="c", cmd=["cat"], stdin=b"abc"), TOKEN, "M=1")
+    assert with_stdin.startswith(f"drc_run {TOKEN} 3 ")
