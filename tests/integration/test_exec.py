@@ -90,6 +90,27 @@ def test_env_workdir_and_user(client: HttpDockerRunnerClient, container: Started
     assert result.stdout == "bar baz\n/tmp\n65534\n"
 
 
+def test_env_names_and_programs_are_taken_as_given(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
+    """A variable whose name starts with a dash is a variable, not an option of anything; a program
+    whose name holds ``=`` is looked up as a program (and not found)."""
+    options = ExecOptions(env={"-i": "1", "A": "x"})
+    result = client.exec_run(container.container_id, ["env"], options)
+    assert {"-i=1", "A=x"} <= set(result.stdout.splitlines()), result
+    missing = client.exec_run(container.container_id, ["A=1", "echo", "ran"])
+    # not found: 126 from the engine's runtime, 127 from env in a channel, as for any missing program
+    assert missing.exit_code in (126, 127) and "ran" not in missing.stdout, missing
+
+
+def test_a_command_that_signals_its_own_group_ends_alone(
+    client: HttpDockerRunnerClient, container: StartedContainer
+) -> None:
+    """``kill 0`` (a common EXIT trap) reaches the command's own process group only: its answer is
+    its own death by SIGTERM, and the next command runs as usual."""
+    result = client.exec_run(container.container_id, "trap 'kill 0' EXIT; echo done")
+    assert (result.stdout, result.exit_code) == ("done\n", 143), result
+    assert client.exec_run(container.container_id, "echo next").stdout == "next\n"
+
+
 def test_stdin_reaches_the_process_then_eof(client: HttpDockerRunnerClient, container: StartedContainer) -> None:
     """stdin is written, then closed: cat ends on its own."""
     payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
@@ -297,6 +318,10 @@ def test_shutdown_answers_an_exec_still_running(docker_api: docker.APIClient, ex
         ({"containerId": "x", "command": "true", "options": {"stdin": "%%%"}}, "options.stdin"),
         ({"containerId": "x", "command": "true", "options": {"bogus": 1}}, "bogus"),
         ({"containerId": "x", "command": "true", "extra": 1}, "extra"),
+        ({"containerId": "x", "command": ["echo", "a\u0000b"]}, "command"),
+        ({"containerId": "x", "command": "true", "options": {"env": {"K": "a\u0000b"}}}, "options.env"),
+        ({"containerId": "x", "command": "true", "options": {"env": ["K=a\u0000b"]}}, "options.env"),
+        ({"containerId": "x", "command": "true", "options": {"workdir": "/t\u0000mp"}}, "options.workdir"),
     ],
 )
 def test_bad_exec_bodies_name_the_field(runner: RunningServer, body: dict[str, object], field: str) -> None:

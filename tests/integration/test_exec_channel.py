@@ -49,7 +49,11 @@ def fast_container(client: HttpDockerRunnerClient) -> Iterator[StartedContainer]
 
 
 def _channel_processes(api: docker.APIClient, container_id: str) -> int:
-    created = api.exec_create(container_id, ["sh", "-c", "grep -l '^DOCKER_RUNNER_CHANNEL=' /proc/[0-9]*/environ"])
+    probe = (
+        "for e in /proc/[0-9]*/environ; do"
+        " tr '\\000' '\\n' <$e 2>/dev/null | grep -q '^DOCKER_RUNNER_CHANNEL=' && echo $e; done"
+    )
+    created = api.exec_create(container_id, ["sh", "-c", probe])
     return len(api.exec_start(created["Id"]).decode().split())
 
 

@@ -47,7 +47,22 @@ def test_the_command_is_quoted_into_drc_run() -> None:
         "drc_run",
         TOKEN,
         "-1",
-        f"cd '/my dir' || exit 126; exec env 'K=v w' DOCKER_RUNNER_EXEC_TOKEN={TOKEN} echo 'a  b' '$HOME'",
+        f"cd '/my dir' || exit 126; exec $S env -- 'K=v w' DOCKER_RUNNER_EXEC_TOKEN={TOKEN} echo 'a  b' '$HOME'",
     ]
     with_stdin = command_script(ExecSpec(container_id="c", cmd=["cat"], stdin=b"abc"), TOKEN, "M=1")
     assert with_stdin.startswith(f"drc_run {TOKEN} 3 ")
+
+
+def test_a_program_named_like_an_assignment_is_run_not_assigned() -> None:
+    """env would take ``A=1`` for a variable; docker exec looks it up as a program."""
+    script = command_script(ExecSpec(container_id="c", cmd=["A=1", "x"]), TOKEN, "M=1")
+    assert shlex.split(shlex.split(script)[3])[-6:] == ["/bin/sh", "-c", 'exec "$@"', "sh", "A=1", "x"]
+
+
+def test_a_marker_of_another_run_cannot_hide_this_runs_end() -> None:
+    """Output ending in a foreign end marker without its newline shares its leading newline with the
+    real marker: the real one is still found."""
+    foreign = f"hello\n__docker_runner_exit_{OTHER}:0".encode()
+    output = BracketedStream(TOKEN, 1024)
+    output.feed(begin_marker(TOKEN) + foreign + END)
+    assert (output.code, output.marked.text.text()) == (7, foreign.decode())

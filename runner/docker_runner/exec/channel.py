@@ -69,11 +69,14 @@ D=$(mktemp -d -p /dev/shm 2>/dev/null) || D=$(mktemp -d 2>/dev/null) || exit 98
 trap 'rm -rf "$D"' EXIT
 mkfifo "$D/probe" 2>/dev/null || exit 98
 rm -f "$D/probe"
-R1= R2= T=
+S=
+command -v setsid >/dev/null 2>&1 && S=setsid
+R1= R2= W= T=
 drc_clean() {
   if [ -n "$R1" ]; then kill -9 "$R1" "$R2" 2>/dev/null; wait "$R1" "$R2" 2>/dev/null; fi
-  [ -n "$T" ] && rm -f "$D/o$T" "$D/e$T" "$D/i$T" &
-  R1= R2= T=
+  [ -n "$W" ] && wait "$W" 2>/dev/null
+  [ -n "$T" ] && rm -f "$D/o$T" "$D/e$T" "$D/i$T"
+  R1= R2= W= T=
 }
 drc_run() {
   drc_clean
@@ -95,6 +98,7 @@ drc_run() {
     printf '\n__docker_runner_exit_%s:%d\n' "$T" "$c" >&3
     printf '\n__docker_runner_exit_%s:%d\n' "$T" "$c" >&4
   } </dev/null >/dev/null 2>&1 &
+  W=$!
 }
 drc_kill() {
   m="$1"; n=0
@@ -148,8 +152,11 @@ def command_script(spec: ExecSpec, token: str, marker: str) -> str:
     """The line's script for ``spec``: ``drc_run`` with the run's token, the size of its stdin
     (``-1``: none; the bytes follow the line on the channel) and the command as shell words."""
     cmd = logged_to_pid1(spec.cmd) if spec.log_to_pid1 else spec.cmd
+    if "=" in cmd[0]:  # a program, not an assignment for env: as docker exec would look it up
+        cmd = ["/bin/sh", "-c", 'exec "$@"', "sh", *cmd]
     assignments = [f"{key}={value}" for key, value in spec.env.items()] + [marker]
-    run = "exec env " + " ".join(shlex.quote(part) for part in [*assignments, *cmd])
+    # its own session (where setsid is), as a docker exec: ``kill 0`` stays in the command's group
+    run = "exec $S env -- " + " ".join(shlex.quote(part) for part in [*assignments, *cmd])
     if spec.workdir:
         run = f"cd {shlex.quote(spec.workdir)} || exit 126; {run}"
     size = -1 if spec.stdin is None else len(spec.stdin)
@@ -303,8 +310,10 @@ class Channel:
         """Run ``spec`` through the channel: (its outcome, whether the channel can serve another).
         Raises ``exec_channel_lost`` when the channel ends under the command."""
         started = time.monotonic()
+        # the command sees its kill marker in its environment, never the token of its output's
+        # markers: it cannot end its own run early by printing them
         token = uuid.uuid4().hex
-        marker = f"{EXEC_MARKER_VARIABLE}={token}"
+        marker = f"{EXEC_MARKER_VARIABLE}={uuid.uuid4().hex}"
         output = _Output(token, spec.max_output_bytes)
         data = _line(command_script(spec, token, marker)) + (spec.stdin or b"")
         try:

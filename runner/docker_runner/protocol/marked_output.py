@@ -11,8 +11,12 @@ import re
 
 from .output_buffer import TailBuffer
 
-END_MARKER = re.compile(rb"\n__docker_runner_exit_([0-9a-f]{32}):(\d+)\n")
 MARKER_RESERVE = 64  # bytes of output held back in case a marker is being cut
+
+
+def end_marker(token: bytes) -> re.Pattern[bytes]:
+    """The run's own end marker: a marker of another token can neither match nor hide it."""
+    return re.compile(rb"\n__docker_runner_exit_" + re.escape(token) + rb":(\d+)\n")
 
 
 def begin_marker(token: str) -> bytes:
@@ -23,7 +27,7 @@ class MarkedStream:
     """One output stream, up to its exit marker (taken out); bytes after the marker are dropped."""
 
     def __init__(self, token: bytes, limit: int) -> None:
-        self._token = token
+        self._end = end_marker(token)
         self._held = b""  # a tail that might be the start of the marker
         self.text = TailBuffer(limit)
         self.code: int | None = None
@@ -32,12 +36,12 @@ class MarkedStream:
         if self.code is not None:
             return
         held = self._held + payload
-        for match in END_MARKER.finditer(held):
-            if match.group(1) == self._token:
-                self.text.append(held[: match.start()])
-                self._held = b""
-                self.code = int(match.group(2))
-                return
+        match = self._end.search(held)
+        if match is not None:
+            self.text.append(held[: match.start()])
+            self._held = b""
+            self.code = int(match.group(1))
+            return
         keep = min(len(held), MARKER_RESERVE)
         self.text.append(held[: len(held) - keep])
         self._held = held[len(held) - keep :]

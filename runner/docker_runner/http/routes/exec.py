@@ -66,6 +66,9 @@ def _spec(body: ExecRunBody, max_output_ceiling: int) -> ExecSpec:
             stdin = base64.b64decode(options.stdin, validate=True)
         except (binascii.Error, ValueError):
             raise validation_error("options.stdin", "is not valid base64") from None
+    _refuse_nul("command", *([body.command] if isinstance(body.command, str) else body.command))
+    _refuse_nul("options.workdir", options.workdir or "")
+    _refuse_nul("options.user", options.user or "")
     max_output = options.max_output_bytes or max_output_ceiling
     if max_output > max_output_ceiling:
         raise validation_error("options.maxOutputBytes", f"must be at most {max_output_ceiling}")
@@ -87,11 +90,20 @@ def _spec(body: ExecRunBody, max_output_ceiling: int) -> ExecSpec:
 
 def _env(env: dict[str, str] | list[str] | None) -> dict[str, str]:
     if not isinstance(env, list):
-        return dict(env or {})
-    for item in env:
-        if "=" not in item or item.startswith("="):
-            raise validation_error("options.env", f"an array item must be NAME=value, got {item!r}")
-    return dict(item.split("=", 1) for item in env)
+        variables = dict(env or {})
+    else:
+        for item in env:
+            if "=" not in item or item.startswith("="):
+                raise validation_error("options.env", f"an array item must be NAME=value, got {item!r}")
+        variables = dict(item.split("=", 1) for item in env)
+    _refuse_nul("options.env", *variables, *variables.values())
+    return variables
+
+
+def _refuse_nul(field: str, *texts: str) -> None:
+    """A process's arguments and environment are C strings: a NUL would cut them short unseen."""
+    if any("\x00" in text for text in texts):
+        raise validation_error(field, "must not contain a NUL character")
 
 
 class ExecRunAnswer(msgspec.Struct, rename="camel"):
