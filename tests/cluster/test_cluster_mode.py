@@ -193,6 +193,26 @@ def test_a_constraint_places_on_the_named_node(runners: list[ClusterRunner], swa
     wait_for(lambda: not _leftovers(swarm_bed, case), timeout=30, what="the service to go")
 
 
+def test_a_forwarded_stream_relays_each_frame_as_it_comes(runners: list[ClusterRunner], swarm_bed: SwarmBed) -> None:
+    """Logs followed through a runner of another node arrive as they are written, not once the
+    stream ends (nor once some buffer fills): the container still runs when its first line is read."""
+    case = f"forwarded-stream-{uuid.uuid4().hex[:8]}"
+    cmd = ["sh", "-c", "echo first; trap 'exit 0' TERM; while :; do sleep 1; done"]
+    with runners[2].client() as client:
+        body = {**_opts(case, cmd=cmd).to_json(), "placement": {"constraints": ["node.labels.drbed.node==2"]}}
+        container_id = client._run(_post("/v1/containers/start", body))["containerId"]  # type: ignore[attr-defined]
+    try:
+        assert _node_of(swarm_bed, container_id) == 2
+        with runners[0].client(timeout_ms=20_000) as client:
+            first = next(iter(client.logs(container_id, follow=True)))
+            assert first.data == b"first\n"
+            assert client.inspect_container(container_id)["State"]["Running"]
+    finally:
+        with runners[0].client() as client:
+            client.remove_container(container_id, force=True)
+    wait_for(lambda: not _leftovers(swarm_bed, case), timeout=30, what="the service to go")
+
+
 def test_a_placement_that_cannot_fit_is_a_retryable_503_with_swarms_reason(
     runners: list[ClusterRunner], swarm_bed: SwarmBed
 ) -> None:

@@ -209,7 +209,8 @@ async def _relay_answer(response: httpx.Response, receive: Receive, send: Send) 
         return
     async with anyio.create_task_group() as group:
         group.start_soon(_cancel_when_client_leaves, receive, group.cancel_scope)
-        async for chunk in response.aiter_raw(CHUNK_BYTES):
+        # each read as it comes: a chunk size would hold small frames (SSE) until it filled
+        async for chunk in response.aiter_raw():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         group.cancel_scope.cancel()
