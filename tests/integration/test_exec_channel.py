@@ -49,12 +49,16 @@ def fast_container(client: HttpDockerRunnerClient) -> Iterator[StartedContainer]
 
 
 def _channel_processes(api: docker.APIClient, container_id: str) -> int:
+    return len(_channel_pids(api, container_id))
+
+
+def _channel_pids(api: docker.APIClient, container_id: str) -> list[str]:
     probe = (
         "for e in /proc/[0-9]*/environ; do"
         " tr '\\000' '\\n' <$e 2>/dev/null | grep -q '^DOCKER_RUNNER_CHANNEL=' && echo $e; done"
     )
     created = api.exec_create(container_id, ["sh", "-c", probe])
-    return len(api.exec_start(created["Id"]).decode().split())
+    return [path.split("/")[2] for path in api.exec_start(created["Id"]).decode().split()]
 
 
 def test_a_background_process_holding_the_output_neither_stalls_nor_leaks(
@@ -210,3 +214,22 @@ def test_a_runner_that_stops_lets_its_channels_go(docker_api: docker.APIClient) 
             wait_for(lambda: _channel_processes(docker_api, box.container_id) == 0, what="the channels to end")
         finally:
             docker_api.remove_container(box.container_id, force=True)
+
+
+def test_a_stuck_idle_channel_is_let_go_for_a_new_one(
+    client: HttpDockerRunnerClient,
+    fast_container: StartedContainer,
+    docker_api: docker.APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dispatcher that stops answering (SIGSTOP) in a running container: the next command is not
+    held by it for good; a new channel runs it."""
+    monkeypatch.setattr(channel_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # every idle channel is asked
+    monkeypatch.setattr(channel_module, "STUCK_AFTER_SECONDS", 1.0)
+    assert client.exec_run(fast_container.container_id, "true").path == "channel"
+    stuck = _channel_pids(docker_api, fast_container.container_id)
+    assert stuck
+    docker_api.exec_start(docker_api.exec_create(fast_container.container_id, ["kill", "-STOP", *stuck])["Id"])
+    with HttpDockerRunnerClient(client.base_url, TEST_SECRET, timeout_ms=30_000) as bounded:
+        result = bounded.exec_run(fast_container.container_id, "echo served")
+    assert (result.stdout, result.exit_code, result.path) == ("served\n", 0, "channel")

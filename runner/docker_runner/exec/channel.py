@@ -57,6 +57,7 @@ KILLED_WAIT_SECONDS = 5.0  # a killed command's end marker; past it the channel 
 # paused meanwhile would otherwise hold the command (and run it once unpaused) instead of 409.
 PING_AFTER_IDLE_SECONDS = 1.0
 PONG_WAIT_SECONDS = 1.0  # then the container's state is looked at
+STUCK_AFTER_SECONDS = 4.0  # then, in a running container, the channel is let go for a new one
 CHANNEL_MARKER_VARIABLE = "DOCKER_RUNNER_CHANNEL"
 
 # The dispatcher. Its own temporary directory (in /dev/shm where it can, so that no file of it is
@@ -263,8 +264,7 @@ class Channel:
         pong = f"__docker_runner_pong_{token}\n".encode()
         data: bytes | None = _line(f"printf '__docker_runner_pong_%s\\n' {token}")
         seen = b""
-        wait = PONG_WAIT_SECONDS
-        while True:
+        for attempt, wait in enumerate((PONG_WAIT_SECONDS, STUCK_AFTER_SECONDS)):
             pump = Pump(self._raw, data, cancel_fd=cancel.fileno(), timeout_seconds=wait, end_input=False)
             for chunk in pump:
                 frames = self._demuxer.feed(chunk)
@@ -272,12 +272,13 @@ class Channel:
                 if pong in seen:
                     return True
             if pump.ending is not Ending.TIMEOUT:
-                self.close()
-                return False
-            if wait == math.inf:
-                return False
-            data, wait = None, math.inf
-            self._refuse_unless_running(api)
+                break
+            if attempt == 0:
+                data = None
+                self._refuse_unless_running(api)
+        # ended, or stuck in a running container (its dispatcher stopped, say): another one serves
+        self.close()
+        return False
 
     def _refuse_unless_running(self, api: APIClient) -> None:
         state = api.inspect_container(self.container_id).get("State") or {}
