@@ -34,12 +34,12 @@ from docker_runner_client import (
 )
 from docker_runner_client._signing import sign_headers
 from tests.support.cluster_runners import ClusterRunner, cluster_runners
-from tests.support.docker_env import SESSION_LABEL, SESSION_LABELS, TEST_IMAGE
+from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.redis_server import RedisServer
 from tests.support.server import TEST_SECRET
 from tests.support.signed import error_of, signed_stream
 from tests.support.swarm_bed import SwarmBed
-from tests.support.swarm_services import STOPS_ON_TERM
+from tests.support.swarm_services import STOPS_ON_TERM, sweep_session_services
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.docker]
@@ -49,23 +49,13 @@ pytestmark = [pytest.mark.cluster, pytest.mark.docker]
 def runners(swarm_bed: SwarmBed, redis_server: RedisServer) -> Iterator[list[ClusterRunner]]:
     with cluster_runners(swarm_bed, redis_server, placement_timeout_ms=4000) as started:
         yield started
-    _sweep_services(swarm_bed)
+    sweep_session_services(swarm_bed)
 
 
 @pytest.fixture(autouse=True)
 def _no_service_left(swarm_bed: SwarmBed) -> Iterator[None]:
     yield
-    _sweep_services(swarm_bed)
-
-
-def _sweep_services(bed: SwarmBed) -> None:
-    manager = bed.manager.api()
-    try:
-        for service in manager.services(filters={"label": SESSION_LABEL}):
-            with suppress(docker.errors.NotFound):
-                manager.remove_service(service["ID"])
-    finally:
-        manager.close()
+    sweep_session_services(swarm_bed)
 
 
 def _opts(case: str, **changes: object) -> ContainerOpts:

@@ -15,10 +15,10 @@ import pytest
 
 from docker_runner_client import ContainerOpts, DockerRunnerError, NotFound, UpstreamError
 from tests.support.cluster_runners import ClusterRunner, cluster_runners
-from tests.support.docker_env import SESSION_LABEL, SESSION_LABELS, TEST_IMAGE
+from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.redis_server import RedisServer
 from tests.support.swarm_bed import NodeOutage, SwarmBed
-from tests.support.swarm_services import STOPS_ON_TERM
+from tests.support.swarm_services import STOPS_ON_TERM, sweep_session_services
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.docker]
@@ -30,13 +30,7 @@ LOST = 3  # the node these tests lose (a worker)
 def runners(swarm_bed: SwarmBed, redis_server: RedisServer) -> Iterator[list[ClusterRunner]]:
     with cluster_runners(swarm_bed, redis_server, placement_timeout_ms=20_000) as started:
         yield started
-    manager = swarm_bed.manager.api()
-    try:
-        for service in manager.services(filters={"label": SESSION_LABEL}):
-            with suppress(docker.errors.NotFound):
-                manager.remove_service(service["ID"])
-    finally:
-        manager.close()
+    sweep_session_services(swarm_bed)
 
 
 def _start_on(runner: ClusterRunner, node: int, case: str) -> str:

@@ -12,6 +12,7 @@ import docker.errors
 from docker.types import ContainerSpec, EndpointSpec, Placement, RestartPolicy, TaskTemplate
 
 from tests.support.docker_env import SESSION_ID, SESSION_LABEL, SESSION_LABELS, TEST_IMAGE
+from tests.support.swarm_bed import SwarmBed
 from tests.support.waiting import wait_for
 
 # busybox sleep ignores SIGTERM: each stop (service removal, an engine coming back) would take 10 s
@@ -25,6 +26,17 @@ class RunningTask:
     task_id: str
     node_id: str  # the Swarm node ID (BedNode.swarm_node_id)
     container_id: str
+
+
+def sweep_session_services(bed: SwarmBed) -> None:
+    """Remove every service this test session labelled (what a test that failed half-way left)."""
+    manager = bed.manager.api()
+    try:
+        for service in manager.services(filters={"label": SESSION_LABEL}):
+            with suppress(docker.errors.NotFound):
+                manager.remove_service(service["ID"])
+    finally:
+        manager.close()
 
 
 def service_name(purpose: str) -> str:

@@ -43,6 +43,7 @@ from ..protocol.demux import STDERR, FrameDemuxer
 from ..protocol.marked_output import BracketedStream
 from .run import (
     EXEC_MARKER_VARIABLE,
+    KILL_MARKED_FUNCTION,
     ExecOutcome,
     ExecSpec,
     kill_marked_processes,
@@ -101,28 +102,14 @@ drc_run() {
   } </dev/null >/dev/null 2>&1 &
   W=$!
 }
-drc_kill() {
-  m="$1"; n=0
-  while [ "$n" -lt 100 ]; do
-    found=0
-    for d in /proc/[0-9]*; do
-      p="${d#/proc/}"
-      [ "$p" = "$$" ] && continue
-      if { tr '\000' '\n' < "$d/environ" | grep -qxF "$m"; } 2>/dev/null; then
-        kill -9 "$p" 2>/dev/null; found=1
-      fi
-    done
-    [ "$found" = 0 ] && return 0
-    n=$((n+1))
-  done
-}
+%KILL_MARKED_FUNCTION%
 printf '__docker_runner_ready\n'
 while IFS= read -r line; do
   case $line in
     :*) eval "${line#:}" ;;
     *) eval "$(printf %s "$line" | base64 -d)" ;;
   esac
-done"""
+done""".replace("%KILL_MARKED_FUNCTION%", KILL_MARKED_FUNCTION)
 
 
 # the dispatcher's exit codes that say the image cannot hold a channel: a tool missing (97), no

@@ -29,21 +29,25 @@ EXEC_MARKER_VARIABLE = "DOCKER_RUNNER_EXEC_TOKEN"
 ExecPath = Literal["channel", "exec"]
 EXIT_CODE_WAIT_SECONDS = 5.0
 
-# Kills every process whose environment holds the marker, until a pass finds none. Busybox-safe.
-_KILL_SCRIPT = r"""m="$1"; n=0
-while [ "$n" -lt 100 ]; do
-  found=0
-  for d in /proc/[0-9]*; do
-    p="${d#/proc/}"
-    [ "$p" = "$$" ] && continue
-    if { tr '\000' '\n' < "$d/environ" | grep -qxF "$m"; } 2>/dev/null; then
-      kill -9 "$p" 2>/dev/null; found=1
-    fi
+# A shell function that kills every process whose environment holds the marker ``$1``, until a pass
+# finds none (status 1 after 100 passes). Busybox-safe. The channel's dispatcher defines it too.
+KILL_MARKED_FUNCTION = r"""drc_kill() {
+  m="$1"; n=0
+  while [ "$n" -lt 100 ]; do
+    found=0
+    for d in /proc/[0-9]*; do
+      p="${d#/proc/}"
+      [ "$p" = "$$" ] && continue
+      if { tr '\000' '\n' < "$d/environ" | grep -qxF "$m"; } 2>/dev/null; then
+        kill -9 "$p" 2>/dev/null; found=1
+      fi
+    done
+    [ "$found" = 0 ] && return 0
+    n=$((n+1))
   done
-  [ "$found" = 0 ] && exit 0
-  n=$((n+1))
-done
-exit 1"""
+  return 1
+}"""
+_KILL_SCRIPT = KILL_MARKED_FUNCTION + '\ndrc_kill "$1"'
 
 
 # logToPid1: the command's stdout and stderr are also copied to PID 1's (the container's own output,
