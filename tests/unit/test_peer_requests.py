@@ -6,6 +6,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import suppress
 
 import pytest
 
@@ -70,3 +71,49 @@ def test_a_runner_that_never_answers_is_node_unavailable(silent_port: int, post:
     error = asyncio.run(_refusal(f"http://127.0.0.1:{silent_port}", post))
     assert (error.code, error.status, error.retryable) == ("node_unavailable", 503, True)
     assert "Timeout" in error.message
+
+
+@pytest.fixture
+def slow_port() -> Iterator[int]:
+    """A runner that answers every request with ``{}`` after 0.6 s (a placement taking its time)."""
+    import http.server
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            threading.Event().wait(0.6)
+            with suppress(OSError):  # the caller may have given up (the bounded request)
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_long_work_on_a_peer_gets_its_own_bound(slow_port: int) -> None:
+    """A placement through a manager's runner takes longer than a look: the caller's bound is the
+    one that counts, not the peer timeout."""
+    url = f"http://127.0.0.1:{slow_port}"
+
+    async def scenario() -> None:
+        peers = Peers(url, 7071, "s" * 32, timeout_seconds=0.3)
+        try:
+            assert await peers.post_json(url, "/v1/cluster/place", {"image": "x"}, seconds=5.0) == {}
+            with pytest.raises(ApiError) as raised:
+                await peers.post_json(url, "/v1/cluster/place", {"image": "x"})
+            assert raised.value.code == "node_unavailable"
+        finally:
+            await peers.aclose()
+
+    asyncio.run(scenario())

@@ -70,6 +70,7 @@ class Cluster:
             settings.peer_timeout_ms / 1000,
             healthy=self.peers.healthy,
         )
+        self._look = settings.peer_timeout_ms / 1000  # a short call to a peer
         self._local: LocalNode | None = None
         self._local_at = 0.0
         self._where: OrderedDict[str, str] = OrderedDict()  # full container id -> node id
@@ -271,7 +272,9 @@ class Cluster:
     async def place_through_a_manager(self, image: str, timeout_ms: int) -> tuple[str, str, str]:
         """(container, node, service) of a one-use container a manager's runner placed (on a worker)."""
         manager = await self.a_manager()
-        answer = await self.peers.post_json(manager.url, "/v1/cluster/place", {"image": image, "timeoutMs": timeout_ms})
+        answer = await self.peers.post_json(
+            manager.url, "/v1/cluster/place", {"image": image, "timeoutMs": timeout_ms}, timeout_ms / 1000 + self._look
+        )
         self.remember(str(answer["containerId"]), str(answer["nodeId"]))
         return str(answer["containerId"]), str(answer["nodeId"]), str(answer["serviceId"])
 
@@ -296,7 +299,12 @@ class Cluster:
             await placement.remove(self._engine, service_id)
             return
         manager = await self.a_manager()
-        await self.peers.post_json(manager.url, "/v1/cluster/services/remove", {"serviceId": service_id})
+        await self.peers.post_json(
+            manager.url,
+            "/v1/cluster/services/remove",
+            {"serviceId": service_id},
+            placement.REMOVE_WAIT_SECONDS + self._look,
+        )
 
     async def service_of(self, container_id: str) -> str | None:
         """The Swarm service of a container of this node, when Swarm placed it."""

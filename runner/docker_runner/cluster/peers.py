@@ -108,13 +108,16 @@ class Peers:
             raise peer_error(response)
         return response.json()
 
-    async def post_json(self, url: str, target: str, payload: Mapping[str, Any]) -> Any:
-        """A signed POST of JSON to a peer; its answer (ApiError with the peer's envelope on an error)."""
+    async def post_json(self, url: str, target: str, payload: Mapping[str, Any], seconds: float | None = None) -> Any:
+        """A signed POST of JSON to a peer; its answer (ApiError with the peer's envelope on an error).
+        ``seconds``: for work that takes longer than a look (a placement, a removal that waits)."""
         body = canonical_json_bytes(payload)
         headers = signed_headers(self._secret, "POST", target, body_hash(body))
         headers |= {FORWARDED_HEADER: "1", "content-type": "application/json"}
         try:
-            response = await self.client.post(url + target, content=body, headers=headers, timeout=self._timeout)
+            response = await self.client.post(
+                url + target, content=body, headers=headers, timeout=seconds or self._timeout
+            )
         except httpx.HTTPError as exc:
             raise self._unreachable(url, exc) from exc
         if response.is_error:

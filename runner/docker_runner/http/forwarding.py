@@ -35,6 +35,7 @@ from .middleware import SPOOLED_BODY_STATE, STREAMED_BODY, header, refuse_upgrad
 log = logging.getLogger("docker_runner.cluster")
 
 LOCATED_BY = "cluster.located_by"
+EVERYWHERE_SECONDS = 600.0
 EVERYWHERE = "cluster.everywhere"  # done by every runner (an image every node must have): 204 once all did
 ON_A_MANAGER = "cluster.on_a_manager"
 GATHERED = "cluster.gathered"
@@ -178,6 +179,7 @@ async def _everywhere(cluster: Cluster, scope: Scope, body: bytes, send: Send) -
     target = forwarded_target(scope)
     payload = json.loads(body) if body else {}
     peers = list((await cluster.peers.known()).values())
-    await asyncio.gather(*(cluster.peers.post_json(peer.url, target, payload) for peer in peers))
+    # work on every node (an image pulled): as long as it takes there, the client's timeout bounds it
+    await asyncio.gather(*(cluster.peers.post_json(peer.url, target, payload, EVERYWHERE_SECONDS) for peer in peers))
     await send({"type": "http.response.start", "status": 204, "headers": []})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
