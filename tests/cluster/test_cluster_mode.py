@@ -350,8 +350,10 @@ def test_a_placed_container_past_its_ttl_goes_with_its_service(
     """ttlSeconds in cluster mode: the owning node's reaper removes the container's service, not only the container."""
     case = f"ttl-{uuid.uuid4().hex[:8]}"
     with runners[0].client() as client:
-        client.start_container(_opts(case, ttl_seconds=1))
-    wait_for(lambda: not _leftovers(swarm_bed, case), timeout=30, what="the reaper to remove the service")
+        # a TTL past the placement's own time (seconds on a busy machine): a 1 s one could run out
+        # while the start still waited for its task, and the reaper's removal answered it 404
+        client.start_container(_opts(case, ttl_seconds=5))
+    wait_for(lambda: not _leftovers(swarm_bed, case), timeout=40, what="the reaper to remove the service")
 
 
 def test_an_image_is_ensured_on_every_node(runners: list[ClusterRunner], swarm_bed: SwarmBed) -> None:
