@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import resource
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,7 @@ from docker_runner_client import (
     ValidationFailed,
 )
 from tests.conftest import path_opts
+from tests.support.background import in_background
 from tests.support.ps import processes
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
 from tests.support.signed import error_of, signed_request
@@ -279,26 +279,16 @@ def test_client_disconnect_kills_the_exec(
 def test_shutdown_answers_an_exec_still_running(docker_api: docker.APIClient, exec_path: str) -> None:
     """A runner shutting down gives an exec its grace, then answers it 503 shutting_down with the
     output so far (not a bare 500) and kills its processes; the container keeps running."""
-    outcome: list[BaseException] = []
     with (
         running_runner(make_settings(shutdown_grace_seconds=2)) as server,
         HttpDockerRunnerClient(server.url, TEST_SECRET, max_retries=0) as client,
     ):
         box = client.start_container(path_opts(exec_path))
         try:
-
-            def run() -> None:
-                try:
-                    client.exec_run(box.container_id, "echo started; sleep 7772")
-                except BaseException as error:
-                    outcome.append(error)
-
-            worker = threading.Thread(target=run)
-            worker.start()
-            wait_for(lambda: "sleep 7772" in processes(docker_api, box.container_id), what="the exec to run")
-            server.stop()
-            worker.join(timeout=30)
-            (error,) = outcome
+            with in_background(lambda: client.exec_run(box.container_id, "echo started; sleep 7772")) as run:
+                wait_for(lambda: "sleep 7772" in processes(docker_api, box.container_id), what="the exec to run")
+                server.stop()
+                error = run.exception(timeout=30)
             assert isinstance(error, UpstreamError), error
             assert (error.status_code, error.code) == (503, "shutting_down")
             assert error.details["stdout"] == "started\n"

@@ -9,7 +9,6 @@ import contextlib
 import io
 import re
 import tarfile
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ import pytest
 from docker_runner.exec import channel as channel_module
 from docker_runner_client import Conflict, HttpDockerRunnerClient, StartedContainer, UpstreamError
 from tests.conftest import sleeper_opts
+from tests.support.background import in_background
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.ps import processes
 from tests.support.server import TEST_SECRET, RunningServer, make_settings, running_runner
@@ -83,23 +83,13 @@ def test_a_channel_killed_under_a_command_answers_retryable_then_is_replaced(
 ) -> None:
     """The channel's processes killed mid-command: 503 exec_channel_lost, retryable, with the output
     so far (never an exit code); the next command gets a new channel."""
-    outcome: list[BaseException] = []
     with HttpDockerRunnerClient(runner.url, TEST_SECRET, max_retries=0) as client:
         assert client.exec_run(fast_container.container_id, "true").path == "channel"
-
-        def run() -> None:
-            try:
-                client.exec_run(fast_container.container_id, "echo started; sleep 7791")
-            except BaseException as error:
-                outcome.append(error)
-
-        worker = threading.Thread(target=run)
-        worker.start()
-        wait_for(lambda: "sleep 7791" in processes(docker_api, fast_container.container_id), what="the command")
-        killer = docker_api.exec_create(fast_container.container_id, ["sh", "-c", KILL_CHANNELS], user="0")
-        docker_api.exec_start(killer["Id"])
-        worker.join(timeout=60)
-        (error,) = outcome
+        with in_background(lambda: client.exec_run(fast_container.container_id, "echo started; sleep 7791")) as run:
+            wait_for(lambda: "sleep 7791" in processes(docker_api, fast_container.container_id), what="the command")
+            killer = docker_api.exec_create(fast_container.container_id, ["sh", "-c", KILL_CHANNELS], user="0")
+            docker_api.exec_start(killer["Id"])
+            error = run.exception(timeout=60)
         assert isinstance(error, UpstreamError), error
         assert (error.status_code, error.code, error.retryable) == (503, "exec_channel_lost", True)
         assert error.details["stdout"] == "started\n"
@@ -233,3 +223,21 @@ def test_a_stuck_idle_channel_is_let_go_for_a_new_one(
     with HttpDockerRunnerClient(client.base_url, TEST_SECRET, timeout_ms=30_000) as bounded:
         result = bounded.exec_run(fast_container.container_id, "echo served")
     assert (result.stdout, result.exit_code, result.path) == ("served\n", 0, "channel")
+
+
+def test_at_the_runners_cap_the_channel_idle_longest_is_let_go(docker_api: docker.APIClient) -> None:
+    """One channel in all: a second container's command takes it over instead of going without."""
+    settings = make_settings(fast_exec_max_channels=1)
+    with running_runner(settings) as server, HttpDockerRunnerClient(server.url, TEST_SECRET) as client:
+        first = client.start_container(sleeper_opts(fast_exec=True))
+        second = client.start_container(sleeper_opts(fast_exec=True))
+        try:
+            assert client.exec_run(first.container_id, "echo one").path == "channel"
+            assert _channel_processes(docker_api, first.container_id) >= 1
+            result = client.exec_run(second.container_id, "echo two")
+            assert (result.stdout, result.path) == ("two\n", "channel")
+            wait_for(lambda: _channel_processes(docker_api, first.container_id) == 0, what="the first channel to end")
+            assert client.exec_run(first.container_id, "echo back").path == "channel"
+        finally:
+            for box in (first, second):
+                client.remove_container(box.container_id, force=True)

@@ -67,6 +67,7 @@ CHANNEL_MARKER_VARIABLE = "DOCKER_RUNNER_CHANNEL"
 DISPATCHER = r"""for c in base64 mkfifo mktemp dd cat env wc tr grep; do
   command -v "$c" >/dev/null 2>&1 || exit 97
 done
+[ "$(printf ab | dd bs=65536 count=1 iflag=count_bytes,fullblock 2>/dev/null)" = a ] || exit 97
 D=$(mktemp -d -p /dev/shm 2>/dev/null) || D=$(mktemp -d 2>/dev/null) || exit 98
 trap 'rm -rf "$D"' EXIT
 mkfifo "$D/probe" 2>/dev/null || exit 98
@@ -112,18 +113,32 @@ while IFS= read -r line; do
 done""".replace("%KILL_MARKED_FUNCTION%", KILL_MARKED_FUNCTION)
 
 
-# the dispatcher's exit codes that say the image cannot hold a channel: a tool missing (97), no
-# writable temporary directory (98), no sh (126, 127: the engine could not start it)
-LASTING_REFUSALS = (97, 98, 126, 127)
+# The dispatcher's exit codes that say the image cannot hold a channel: a tool missing or one
+# without what the dispatcher asks of it (97), no sh (126, 127: the engine could not start it).
+LASTING_REFUSALS = (97, 126, 127)
+# No writable temporary directory (98) may pass (a full /dev/shm and /tmp): the container is asked
+# again after this long, and meanwhile its commands run with docker exec without the try.
+PASSING_REFUSAL = 98
+PASSING_REFUSAL_SECONDS = 30.0
 
 
 class NoChannel(Exception):
-    """The container cannot hold a channel now; ``lasting``: nor ever (no sh, no base64, no
-    writable temporary directory), rather than a container stopping under the start."""
+    """The container cannot hold a channel now. ``remember_seconds``: how long not to ask it again;
+    ``math.inf`` for an image that never can (no sh, no base64), a while for a temporary directory
+    that cannot be written now, 0 for a container stopping under the start."""
 
-    def __init__(self, message: str, lasting: bool) -> None:
+    def __init__(self, message: str, remember_seconds: float = 0.0) -> None:
         super().__init__(message)
-        self.lasting = lasting
+        self.remember_seconds = remember_seconds
+
+
+def remember_refusal_for(exit_code: int | None) -> float:
+    """How long a dispatcher that ended with ``exit_code`` before its ready line is believed."""
+    if exit_code in LASTING_REFUSALS:
+        return math.inf
+    if exit_code == PASSING_REFUSAL:
+        return PASSING_REFUSAL_SECONDS
+    return 0.0
 
 
 def _line(script: str) -> bytes:
@@ -207,7 +222,7 @@ class Channel:
         except NoChannel as refusal:
             channel.close()
             code = wait_exit_code(api, channel.exec_id)
-            raise NoChannel(f"{refusal} (exit code {code})", lasting=code in LASTING_REFUSALS) from None
+            raise NoChannel(f"{refusal} (exit code {code})", remember_refusal_for(code)) from None
         except BaseException:
             channel.close()
             raise
@@ -224,7 +239,7 @@ class Channel:
                 return
             chunk = next(chunks, None)
             if chunk is None:
-                raise NoChannel(f"no ready line from the channel ({pump.ending.value}): {seen[-200:]!r}", False)
+                raise NoChannel(f"no ready line from the channel ({pump.ending.value}): {seen[-200:]!r}")
             frames = self._demuxer.feed(chunk)
 
     def alive(self) -> bool:

@@ -1,6 +1,7 @@
 """The resident command channels of all containers (blocking, thread-safe): an idle channel is
 taken for a command and given back after it; a new one is started while the container has fewer
-than its cap; past the caps, or where a container cannot hold a channel, the command runs with
+than its cap. Past the runner's cap the channel idle longest (another container's) is let go for
+it. Past a container's cap, or where a container cannot hold a channel, the command runs with
 ``docker exec`` instead (:func:`run_fast` answers None), which is always correct.
 
 A channel is one user's (a ``user`` option gets its own channels). A dead idle channel (its
@@ -34,7 +35,7 @@ class ChannelBook:
         self._lock = threading.Lock()
         self._idle: dict[Key, list[Channel]] = {}
         self._per_container: dict[str, int] = {}
-        self._refused: OrderedDict[Key, None] = OrderedDict()
+        self._refused: OrderedDict[Key, float] = OrderedDict()  # until when (monotonic)
         self.open = 0
 
     def run_fast(self, api: APIClient, container_id: str, spec: ExecSpec, cancel: Canceller) -> ExecOutcome | None:
@@ -42,15 +43,15 @@ class ChannelBook:
         key = (container_id, spec.user)
         channel = self._take(api, key, cancel)
         if channel is None:
-            if not self._reserve(key) and not (self._drop_dead() and self._reserve(key)):
+            if not self._reserve(key) and not (self._make_room(key) and self._reserve(key)):
                 return None
             try:
                 channel = Channel.open(api, container_id, spec.user)
             except NoChannel as refusal:
                 self._release(container_id)
-                if refusal.lasting and container_running(api, container_id):
+                if refusal.remember_seconds > 0 and container_running(api, container_id):
                     log.info("no exec channel in %s (%s): docker exec it is", container_id[:12], refusal)
-                    self._refuse(key)
+                    self._refuse(key, refusal.remember_seconds)
                 return None
             except BaseException:
                 self._release(container_id)
@@ -78,6 +79,23 @@ class ChannelBook:
                 raise
             self._drop(channel)
 
+    def _make_room(self, key: Key) -> bool:
+        """Room for one more channel at the runner's cap: the dead idle channels dropped, else the
+        one idle longest let go (its container's next command starts a new one); any room?"""
+        if self._drop_dead():
+            return True
+        with self._lock:
+            if self._refused_now(key) or self._per_container.get(key[0], 0) >= self.per_container:
+                return False
+            idle = [(channel.idle_since, owner) for owner, channels in self._idle.items() for channel in channels[:1]]
+            if not idle:
+                return False
+            owner = min(idle, key=lambda entry: entry[0])[1]
+            channel = self._idle[owner].pop(0)  # given back in turn: the first is the one idle longest
+        log.info("exec channel of %s let go for one of %s (the runner's cap)", owner[0][:12], key[0][:12])
+        self._drop(channel)
+        return True
+
     def _drop_dead(self) -> bool:
         """Drop the idle channels whose dispatcher has ended (their container gone unseen): any?"""
         with self._lock:
@@ -97,8 +115,7 @@ class ChannelBook:
     def _reserve(self, key: Key) -> bool:
         container_id = key[0]
         with self._lock:
-            if key in self._refused:
-                self._refused.move_to_end(key)
+            if self._refused_now(key):
                 return False
             if self._per_container.get(container_id, 0) >= self.per_container or self.open >= self.total:
                 return False
@@ -115,9 +132,20 @@ class ChannelBook:
                 self._per_container.pop(container_id, None)
             self.open -= 1
 
-    def _refuse(self, key: Key) -> None:
+    def _refused_now(self, key: Key) -> bool:
+        """Whether ``key`` was refused and is still believed (the lock held)."""
+        until = self._refused.get(key)
+        if until is None:
+            return False
+        if time.monotonic() >= until:
+            del self._refused[key]
+            return False
+        self._refused.move_to_end(key)
+        return True
+
+    def _refuse(self, key: Key, seconds: float) -> None:
         with self._lock:
-            self._refused[key] = None
+            self._refused[key] = time.monotonic() + seconds
             while len(self._refused) > REFUSED_KEPT:
                 self._refused.popitem(last=False)
 
