@@ -4,12 +4,11 @@ kept, and read with a deadline, so that a call that failed fails the test with i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
-A = TypeVar("A")
 
 
 @contextlib.contextmanager
@@ -23,12 +22,3 @@ def in_background(call: Callable[[], T]) -> Iterator[Future[T]]:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-
-
-def at_once(call: Callable[[A], T], arguments: Iterable[A], timeout: float = 120.0) -> list[T]:
-    """``call`` for every argument at once, each in a thread; the answers in order (the first
-    call that raised raises here)."""
-    arguments = list(arguments)
-    with ThreadPoolExecutor(max(1, len(arguments))) as pool:
-        futures = [pool.submit(call, argument) for argument in arguments]
-        return [future.result(timeout=timeout) for future in futures]
