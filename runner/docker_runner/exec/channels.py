@@ -43,7 +43,7 @@ class ChannelBook:
         key = (container_id, spec.user)
         channel = self._take(api, key, cancel)
         if channel is None:
-            if not self._reserve(key) and not (self._make_room(key) and self._reserve(key)):
+            if not self._reserve(key) and not (self._drop_dead() and self._reserve(key)):
                 return None
             try:
                 channel = Channel.open(api, container_id, spec.user)
@@ -79,23 +79,6 @@ class ChannelBook:
                 raise
             self._drop(channel)
 
-    def _make_room(self, key: Key) -> bool:
-        """Room for one more channel at the runner's cap: the dead idle channels dropped, else the
-        one idle longest let go (its container's next command starts a new one); any room?"""
-        if self._drop_dead():
-            return True
-        with self._lock:
-            if self._refused_now(key) or self._per_container.get(key[0], 0) >= self.per_container:
-                return False
-            idle = [(channel.idle_since, owner) for owner, channels in self._idle.items() for channel in channels[:1]]
-            if not idle:
-                return False
-            owner = min(idle, key=lambda entry: entry[0])[1]
-            channel = self._idle[owner].pop(0)  # given back in turn: the first is the one idle longest
-        log.info("exec channel of %s let go for one of %s (the runner's cap)", owner[0][:12], key[0][:12])
-        self._drop(channel)
-        return True
-
     def _drop_dead(self) -> bool:
         """Drop the idle channels whose dispatcher has ended (their container gone unseen): any?"""
         with self._lock:
@@ -113,15 +96,33 @@ class ChannelBook:
         return bool(removed)
 
     def _reserve(self, key: Key) -> bool:
+        """A place for one more channel of ``key``; at the runner's cap, the one idle longest is let go
+        for it (under the same lock, so that no other command takes the place it frees)."""
         container_id = key[0]
+        evicted = None
         with self._lock:
-            if self._refused_now(key):
+            if self._refused_now(key) or self._per_container.get(container_id, 0) >= self.per_container:
                 return False
-            if self._per_container.get(container_id, 0) >= self.per_container or self.open >= self.total:
-                return False
+            if self.open >= self.total:
+                oldest = min(
+                    (channels[0] for channels in self._idle.values() if channels),  # given back in turn
+                    key=lambda channel: channel.idle_since,
+                    default=None,
+                )
+                if oldest is None:
+                    return False
+                self._idle[(oldest.container_id, oldest.user)].remove(oldest)
+                evicted = oldest
             self._per_container[container_id] = self._per_container.get(container_id, 0) + 1
             self.open += 1
-            return True
+        if evicted is not None:
+            log.info(
+                "exec channel of %s let go for one of %s (the runner's cap)",
+                evicted.container_id[:12],
+                container_id[:12],
+            )
+            self._drop(evicted)
+        return True
 
     def _release(self, container_id: str) -> None:
         with self._lock:
