@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -10,8 +11,12 @@ from contextlib import suppress
 
 import pytest
 
-from docker_runner.cluster.peers import Peers
+from docker_runner.cluster.cluster import Cluster
+from docker_runner.cluster.peers import Peer, Peers
 from docker_runner.errors import ApiError, Kind
+from docker_runner.settings import Settings
+
+PLACED = b'{"containerId":"c1","nodeId":"n2","serviceId":"s1"}'
 
 
 def _closed_port() -> int:
@@ -75,7 +80,7 @@ def test_a_runner_that_never_answers_is_node_unavailable(silent_port: int, post:
 
 @pytest.fixture
 def slow_port() -> Iterator[int]:
-    """A runner that answers every request with ``{}`` after 0.6 s (a placement taking its time)."""
+    """A runner that answers every request with a placement after 0.6 s (one taking its time)."""
     import http.server
 
     class Slow(http.server.BaseHTTPRequestHandler):
@@ -85,9 +90,9 @@ def slow_port() -> Iterator[int]:
             with suppress(OSError):  # the caller may have given up (the bounded request)
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
-                self.send_header("content-length", "2")
+                self.send_header("content-length", str(len(PLACED)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(PLACED)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -109,7 +114,7 @@ def test_long_work_on_a_peer_gets_its_own_bound(slow_port: int) -> None:
     async def scenario() -> None:
         peers = Peers(url, 7071, "s" * 32, timeout_seconds=0.3)
         try:
-            assert await peers.post_json(url, "/v1/cluster/place", {"image": "x"}, seconds=5.0) == {}
+            assert await peers.post_json(url, "/v1/cluster/place", {"image": "x"}, seconds=5.0) == json.loads(PLACED)
             with pytest.raises(ApiError) as raised:
                 await peers.post_json(url, "/v1/cluster/place", {"image": "x"})
             assert raised.value.code == "node_unavailable"
@@ -117,3 +122,29 @@ def test_long_work_on_a_peer_gets_its_own_bound(slow_port: int) -> None:
             await peers.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_run_placed_through_a_manager_waits_for_the_placement_not_for_the_run(
+    slow_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's run without a timeout of its own (0) is placed through a manager's runner: that
+    request waits as long as a placement may, not the run's 0 plus a look."""
+    url = f"http://127.0.0.1:{slow_port}"
+    settings = Settings(shared_secret="s" * 32, instance="unit", peer_timeout_ms=300, cluster="swarm")
+
+    class _Engine:
+        stream_limiter = None
+
+    async def scenario() -> tuple[str, str, str]:
+        cluster = Cluster(_Engine(), settings)  # type: ignore[arg-type]
+
+        async def a_manager() -> Peer:
+            return Peer(url, "n1", "manager-host", "manager")
+
+        monkeypatch.setattr(cluster, "a_manager", a_manager)
+        try:
+            return await cluster.place_through_a_manager("x", timeout_ms=0)
+        finally:
+            await cluster.peers.aclose()
+
+    assert asyncio.run(scenario()) == ("c1", "n2", "s1")

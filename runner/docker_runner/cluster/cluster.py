@@ -270,10 +270,15 @@ class Cluster:
         return None if node in (None, local.node_id) else node
 
     async def place_through_a_manager(self, image: str, timeout_ms: int) -> tuple[str, str, str]:
-        """(container, node, service) of a one-use container a manager's runner placed (on a worker)."""
+        """(container, node, service) of a one-use container a manager's runner placed (on a worker).
+        ``timeout_ms`` is the run's own (its container's lifetime): the placement waits up to the
+        placement timeout, whatever the run's, and so does this request."""
         manager = await self.a_manager()
         answer = await self.peers.post_json(
-            manager.url, "/v1/cluster/place", {"image": image, "timeoutMs": timeout_ms}, timeout_ms / 1000 + self._look
+            manager.url,
+            "/v1/cluster/place",
+            {"image": image, "timeoutMs": timeout_ms},
+            self._settings.placement_timeout_ms / 1000 + self._look,
         )
         self.remember(str(answer["containerId"]), str(answer["nodeId"]))
         return str(answer["containerId"]), str(answer["nodeId"]), str(answer["serviceId"])
