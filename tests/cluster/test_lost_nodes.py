@@ -166,8 +166,13 @@ def _post(path: str, body: dict[str, object]):  # type: ignore[no-untyped-def]
     return Route(Call("POST", path, json=body), _json_object)
 
 
+def _a_manager_besides(bed: SwarmBed, number: int) -> docker.APIClient:
+    """The engine of a manager other than node ``number`` that answers (StopIteration: none now)."""
+    return next(node for node in bed.nodes if node.number != number and _answers(node)).api()
+
+
 def _set_role(bed: SwarmBed, number: int, role: str) -> None:
-    manager = next(node for node in bed.nodes if node.number != number and _answers(node)).api()
+    manager = _a_manager_besides(bed, number)
     try:
         node = manager.inspect_node(bed.node(number).swarm_node_id)
         spec = {**node["Spec"], "Role": role}
@@ -177,23 +182,46 @@ def _set_role(bed: SwarmBed, number: int, role: str) -> None:
 
 
 def _demoted(bed: SwarmBed, number: int) -> bool:
-    """Node ``number`` is a worker; if not, it is asked to become one (once per call)."""
-    if not _answers(bed.node(number)):
+    """Node ``number`` is a worker, as Swarm says and as its own engine says; if not, it is asked
+    to become one (once per call). A node or Swarm that cannot say now is asked again: a manager
+    reconnecting after the leader's return may say ControlAvailable false for a moment."""
+    if _manager_or_not(bed.node(number)) is False and _swarm_role(bed, number) == "worker":
         return True
     with suppress(Exception):
         _set_role(bed, number, "worker")
     return False
 
 
+def _swarm_role(bed: SwarmBed, number: int) -> str | None:
+    """The node's role as a manager's engine says it (a manager status too: still a manager)."""
+    try:
+        manager = _a_manager_besides(bed, number)
+    except StopIteration:
+        return None
+    try:
+        node = manager.inspect_node(bed.node(number).swarm_node_id)
+        return "manager" if node["Spec"]["Role"] == "manager" or node.get("ManagerStatus") else "worker"
+    except Exception:
+        return None
+    finally:
+        manager.close()
+
+
 def _answers(node: object) -> bool:
+    """The node's engine answers, as a manager."""
+    return _manager_or_not(node) is True
+
+
+def _manager_or_not(node: object) -> bool | None:
+    """Whether the node's engine says it is a manager; None when it does not answer (now)."""
     try:
         api = node.api(timeout=3)  # type: ignore[attr-defined]
     except Exception:
-        return False
+        return None
     try:
         return bool(api.info()["Swarm"]["ControlAvailable"])
     except Exception:
-        return False
+        return None
     finally:
         api.close()
 
