@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,6 +44,23 @@ def remove_or_queue(api: docker.APIClient, container_id: str, later: Callable[[s
     except Exception as exc:
         log.warning("could not remove container %s after a failure (%s): queued", container_id[:12], exc)
         later(container_id)
+
+
+def create_own(api: docker.APIClient, body: dict[str, Any], kind: str, later: Callable[[str], None]) -> str:
+    """Create a container the runner makes for its own work, under a name of its own: when the engine
+    goes away mid-create it may have made the container without answering its id, and the name is
+    then what ``later`` (the removal queue) removes it by once the engine is back."""
+    name = f"docker-runner-{kind}-{uuid.uuid4().hex[:16]}"
+    try:
+        return str(api.create_container_from_config(body, name=name)["Id"])
+    except docker.errors.APIError as error:
+        if error.status_code is not None and error.status_code < 500:
+            raise  # refused: nothing was made
+        later(name)
+        raise
+    except Exception:
+        later(name)
+        raise
 
 
 EngineCall = Callable[[Callable[[docker.APIClient], Any]], Awaitable[Any]]

@@ -7,14 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine.core import APIClient
-from ..engine.removals import remove_or_queue
+from ..engine.removals import create_own, remove_or_queue
 from ..engine.sockets import Attached
 
 
 def create_attached(api: APIClient, body: dict[str, Any], orphaned: Callable[[str], None]) -> tuple[str, Attached]:
     """Create the container and attach to its stdin, stdout and stderr before it starts; one whose
     attach fails is removed again, now or later through ``orphaned`` (the removal queue)."""
-    container_id = str(api.create_container_from_config(body)["Id"])
+    container_id = create_own(api, body, "job", orphaned)
     try:
         return container_id, Attached(api, container_id)
     except BaseException:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..containers.spec import INSTANCE_LABEL, ONESHOT_LABEL, build_create_body
 from ..engine.core import APIClient, Engine
-from ..engine.removals import remove_if_present, remove_or_queue
+from ..engine.removals import create_own, remove_if_present, remove_or_queue
 from ..engine.sockets import Attached
 from ..errors import ApiError, Kind
 from ..metrics import Metrics
@@ -131,7 +131,9 @@ class Pool:
 
     async def _create(self) -> None:
         try:
-            pooled = await self._engine.run(lambda api: start_attached(api, self._body(), self._engine.removals.later))
+            pooled = await self._engine.run(
+                lambda api: start_attached(api, self._body(), self._engine.removals.later, "pool")
+            )
         except ApiError as error:
             await self._cool_down(error)
             return
@@ -311,11 +313,10 @@ class Pool:
         yield "in_use", self._in_use
 
 
-def start_attached(api: APIClient, body: dict[str, Any], orphaned: Callable[[str], None]) -> Pooled:
+def start_attached(api: APIClient, body: dict[str, Any], orphaned: Callable[[str], None], kind: str) -> Pooled:
     """Create and start a bootstrap container and attach to it. One that fails on the way is removed
     again, now or, when the engine cannot now, by ``orphaned`` (the removal queue) later."""
-    created = api.create_container_from_config(body)
-    container_id = str(created["Id"])
+    container_id = create_own(api, body, kind, orphaned)
     try:
         api.start(container_id)
         return Pooled(container_id, Attached(api, container_id))

@@ -110,7 +110,7 @@ class _Creation:
     async def run(self) -> Pooled | None:
         """The container, or None when it was removed at once (abandoned, or shutdown began)."""
         engine = self._runs.engine
-        container = await engine.run(lambda api: start_attached(api, self._body, engine.removals.later))
+        container = await engine.run(lambda api: start_attached(api, self._body, engine.removals.later, "run"))
         if self.abandoned or self._runs.closing:
             await _remove(self._runs, container)  # within this task, which shutdown waits for
             return None
