@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.docker]
 
 @pytest.fixture(scope="module")
 def runners(swarm_bed: SwarmBed, redis_server: RedisServer) -> Iterator[list[ClusterRunner]]:
-    with cluster_runners(swarm_bed, redis_server, placement_timeout_ms=4000) as started:
+    with cluster_runners(swarm_bed, redis_server, placement_timeout_ms=20_000) as started:
         yield started
     sweep_session_services(swarm_bed)
 
