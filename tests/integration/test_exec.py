@@ -97,8 +97,27 @@ def test_env_names_and_programs_are_taken_as_given(client: HttpDockerRunnerClien
     result = client.exec_run(container.container_id, ["env"], options)
     assert {"-i=1", "A=x"} <= set(result.stdout.splitlines()), result
     missing = client.exec_run(container.container_id, ["A=1", "echo", "ran"])
-    # not found: 126 from the engine's runtime, 127 from env in a channel, as for any missing program
-    assert missing.exit_code in (126, 127) and "ran" not in missing.stdout, missing
+    assert missing.exit_code == 126 and "ran" not in missing.stdout, missing  # not found, as the runtime says
+
+
+def test_a_program_that_is_not_there_is_126_with_the_runtimes_words(
+    client: HttpDockerRunnerClient, container: StartedContainer
+) -> None:
+    result = client.exec_run(container.container_id, ["no-such-program", "x"])
+    assert result.exit_code == 126, result
+    assert "executable file not found" in result.stdout + result.stderr, result
+    in_a_shell = client.exec_run(container.container_id, "no-such-program x")
+    assert in_a_shell.exit_code == 127, in_a_shell  # the shell's own answer, on both paths
+
+
+def test_a_command_that_interrupts_itself_dies_of_it(
+    client: HttpDockerRunnerClient, container: StartedContainer
+) -> None:
+    """SIGINT keeps its default action in the command, as under docker exec (a shell hands the
+    commands it starts in the background SIGINT and SIGQUIT ignored, for good)."""
+    result = client.exec_run(container.container_id, "kill -INT $$; echo survived")
+    assert (result.stdout, result.exit_code) == ("", 130), result
+    assert client.exec_run(container.container_id, "echo next").stdout == "next\n"
 
 
 def test_a_command_that_signals_its_own_group_ends_alone(
@@ -343,24 +362,45 @@ def test_stdin_is_base64_on_the_wire(runner: RunningServer, container: StartedCo
 
 
 def test_an_exec_on_a_known_container_costs_only_the_engines_exec_calls(
-    runner: RunningServer, client: HttpDockerRunnerClient, exec_path: str
+    runner: RunningServer, client: HttpDockerRunnerClient, exec_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No inspect before an exec of a container the runner knows by its full id: create, start and
-    inspect of the exec only; the exec's own create answers 409 for a stopped container, 404 for a gone one."""
+    inspect of the exec only (through the lean client on the exec path); the exec's own create
+    answers 409 for a stopped container, 404 for a gone one."""
     started = client.start_container(path_opts(exec_path, auto_remove=False))
     api = runner.runtime.engine.api()
+    lean = runner.runtime.engine.lean
+    assert lean is not None  # the test engine is on a unix socket
     paths: list[str] = []
 
     def record(response: object, *_args: object, **_kwargs: object) -> None:
         paths.append(f"{response.request.method} {response.request.path_url.split('?')[0]}")  # type: ignore[attr-defined]
 
+    def recorded(name: str) -> object:
+        call = getattr(lean, name)
+
+        def recording(version: str, target: str, *rest: object) -> object:
+            paths.append(f"lean {name} {target}")
+            return call(version, target, *rest)
+
+        return recording
+
+    for name in ("exec_create", "exec_start", "exec_inspect"):
+        monkeypatch.setattr(lean, name, recorded(name))
     api.hooks["response"].append(record)
     try:
         assert client.exec_run(started.container_id, ["echo", "hi"]).stdout == "hi\n"
         calls = [path.split("/v1.", 1)[-1].split("/", 1)[-1] for path in paths if "/exec" in path or "/json" in path]
         inspects = [call for call in calls if call == f"containers/{started.container_id}/json"]
         assert not inspects, paths  # (the reaper's and the gauges' own listings may come and go meanwhile)
-        assert any(call.endswith("/exec") for call in calls) and any(call.endswith("/start") for call in calls)
+        if exec_path == "exec":
+            assert [path.split(" ")[1] for path in paths if path.startswith("lean")] == [
+                "exec_create",
+                "exec_start",
+                "exec_inspect",
+            ], paths
+        else:
+            assert any(call.endswith("/exec") for call in calls) and any(call.endswith("/start") for call in calls)
         client.stop_container(started.container_id, timeout_sec=0)
         with pytest.raises(Conflict) as stopped:
             client.exec_run(started.container_id, "true")

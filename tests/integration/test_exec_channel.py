@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from docker_runner.exec import channel as channel_module
-from docker_runner_client import Conflict, HttpDockerRunnerClient, StartedContainer, UpstreamError
+from docker_runner_client import Conflict, ExecOptions, HttpDockerRunnerClient, StartedContainer, UpstreamError
 from tests.conftest import sleeper_opts
 from tests.support.background import in_background
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
@@ -95,6 +95,27 @@ def test_a_channel_killed_under_a_command_answers_retryable_then_is_replaced(
         assert error.details["stdout"] == "started\n"
         again = client.exec_run(fast_container.container_id, "echo again")
         assert (again.stdout, again.exit_code, again.path) == ("again\n", 0, "channel")
+
+
+def test_a_channel_found_dead_only_when_its_command_is_sent_lets_it_run_with_docker_exec(
+    client: HttpDockerRunnerClient,
+    fast_container: StartedContainer,
+    docker_api: docker.APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dispatcher dies while idle and the runner does not see it before it sends a command (as
+    in the moment between the death and the end of its stream): the command never began, so it is
+    run with docker exec instead of answering exec_channel_lost; the next one gets a new channel."""
+    assert client.exec_run(fast_container.container_id, "true").path == "channel"
+    monkeypatch.setattr(channel_module.Channel, "alive", lambda self: True)  # the death goes unseen
+    monkeypatch.setattr(channel_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    killer = docker_api.exec_create(fast_container.container_id, ["sh", "-c", KILL_CHANNELS], user="0")
+    docker_api.exec_start(killer["Id"])
+    wait_for(lambda: not _channel_pids(docker_api, fast_container.container_id), what="the channel to be gone")
+    result = client.exec_run(fast_container.container_id, ["sh", "-c", "cat; echo ran"], ExecOptions(stdin=b"in "))
+    assert (result.stdout, result.exit_code, result.path) == ("in ran\n", 0, "exec")
+    again = client.exec_run(fast_container.container_id, "echo again")
+    assert (again.stdout, again.path) == ("again\n", "channel")
 
 
 def test_an_idle_channel_of_a_restarted_container_is_replaced(
@@ -173,16 +194,17 @@ def test_a_paused_container_with_an_idle_channel_is_not_running(
     client: HttpDockerRunnerClient,
     fast_container: StartedContainer,
     docker_api: docker.APIClient,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Paused while its channel is idle: 409 container_not_running as with docker exec, and the
-    command never runs later; once unpaused, commands run again."""
-    monkeypatch.setattr(channel_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # every idle channel is asked
+    """Paused right after a command, its channel idle only a moment: 409 container_not_running as
+    with docker exec, and the command never runs later; once unpaused, commands run again."""
     assert client.exec_run(fast_container.container_id, "true").path == "channel"
     docker_api.pause(fast_container.container_id)
     try:
-        with pytest.raises(Conflict) as caught:
-            client.exec_run(fast_container.container_id, "touch /tmp/ran-while-paused")
+        with (
+            HttpDockerRunnerClient(client.base_url, TEST_SECRET, timeout_ms=30_000, max_retries=0) as bounded,
+            pytest.raises(Conflict) as caught,
+        ):
+            bounded.exec_run(fast_container.container_id, "touch /tmp/ran-while-paused")
         assert caught.value.code == "container_not_running"
         assert "paused" in caught.value.message
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import shlex
 
-from docker_runner.exec.channel import _line, command_script
+from docker_runner.exec.channel import _forwarded, _kill_line, _line, _run_line, command_script, missing_program_check
 from docker_runner.exec.run import ExecSpec
 from docker_runner.protocol.marked_output import BracketedStream, begin_marker
 
@@ -39,6 +39,24 @@ def test_a_line_is_raw_after_a_colon_unless_it_holds_a_line_break() -> None:
     assert _line("echo a\necho b") == base64.b64encode(b"echo a\necho b") + b"\n"
 
 
+def test_the_reader_sees_what_each_line_is_at_its_start() -> None:
+    """k: a kill the reader does itself; r: a command with its token and stdin size, the script
+    after them; -: a script handed on as it is."""
+    assert _kill_line("DOCKER_RUNNER_EXEC=ab") == b"k DOCKER_RUNNER_EXEC=ab\n"
+    assert _run_line(TOKEN, 3, "drc_run x") == f"r {TOKEN} 3 :drc_run x\n".encode()
+    assert _run_line(TOKEN, -1, "a\nb") == f"r {TOKEN} -1 ".encode() + base64.b64encode(b"a\nb") + b"\n"
+    assert _forwarded("drc_clean") == b"- :drc_clean\n"
+
+
+def test_a_missing_program_is_looked_up_unless_the_command_sets_its_path() -> None:
+    """126 and the engine's words, as docker exec answers a program that is not there; with its own
+    PATH the command is left to env (127), since the lookup would use the dispatcher's."""
+    script = command_script(ExecSpec(container_id="c", cmd=["nope"]), TOKEN, "M=1")
+    assert missing_program_check("nope") in shlex.split(script)[3]
+    own_path = command_script(ExecSpec(container_id="c", cmd=["nope"], env={"PATH": "/x"}), TOKEN, "M=1")
+    assert "command -v" not in own_path
+
+
 def test_the_command_is_quoted_into_drc_run() -> None:
     """Words stay words; stdin's size (-1: none) and the workdir are in the line."""
     spec = ExecSpec(container_id="c", cmd=["echo", "a  b", "$HOME"], env={"K": "v w"}, workdir="/my dir")
@@ -47,7 +65,8 @@ def test_the_command_is_quoted_into_drc_run() -> None:
         "drc_run",
         TOKEN,
         "-1",
-        f"cd '/my dir' || exit 126; exec $S env -- 'K=v w' DOCKER_RUNNER_EXEC_TOKEN={TOKEN} echo 'a  b' '$HOME'",
+        f"cd '/my dir' || exit 126; {missing_program_check('echo')}; "
+        f"exec $S env -- 'K=v w' DOCKER_RUNNER_EXEC_TOKEN={TOKEN} echo 'a  b' '$HOME'",
     ]
     with_stdin = command_script(ExecSpec(container_id="c", cmd=["cat"], stdin=b"abc"), TOKEN, "M=1")
     assert with_stdin.startswith(f"drc_run {TOKEN} 3 ")

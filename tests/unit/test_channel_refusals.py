@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from docker_runner.engine.sockets import Canceller
 from docker_runner.exec import channels as channels_module
 from docker_runner.exec.channel import DISPATCHER, PASSING_REFUSAL_SECONDS, remember_refusal_for
 from docker_runner.exec.channels import ChannelBook
@@ -68,3 +69,39 @@ def test_a_dd_without_count_bytes_is_a_lasting_refusal(tmp_path: Path) -> None:
 def test_with_the_tools_it_needs_the_dispatcher_is_ready(tmp_path: Path) -> None:
     ended = _dispatch_with(tmp_path, None)
     assert ended.returncode == 0 and ended.stdout == b"__docker_runner_ready\n", ended
+
+
+class _IdleChannel:
+    """An idle channel whose ping the client leaves in the middle of."""
+
+    def __init__(self, container_id: str) -> None:
+        self.container_id = container_id
+        self.user = ""
+        self.closed = False
+        self.idle_since = 0.0
+
+    def alive(self) -> bool:
+        return True
+
+    def responsive(self, api: object, cancel: Canceller) -> bool:
+        cancel.cancel()
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_client_that_leaves_during_a_ping_costs_one_channel_not_all() -> None:
+    book = ChannelBook(per_container=4, total=10)
+    key = ("c" * 64, "")
+    idle = [_IdleChannel(key[0]) for _ in range(3)]
+    for _ in idle:
+        assert book._reserve(key)
+    book._idle[key] = list(idle)  # type: ignore[arg-type]
+    cancel = Canceller()
+    try:
+        assert book._take(object(), key, cancel) is None  # type: ignore[arg-type]
+    finally:
+        cancel.close()
+    assert [channel.closed for channel in idle] == [False, False, True]
+    assert book.open == 2 and len(book._idle[key]) == 2

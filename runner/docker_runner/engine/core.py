@@ -13,6 +13,7 @@ threads, so its reads and its stdin writes never queue behind other streams.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import socket
 import threading
@@ -34,6 +35,7 @@ from urllib3.util.wait import wait_for_read
 from ..errors import ApiError, Kind, docker_unavailable, from_engine
 from ..settings import Settings
 from .availability import PROBE_TIMEOUT_SECONDS, Availability
+from .lean import LeanExecClient, unix_socket_of
 from .removals import Removals
 from .streams import BlockingStream
 from .threads import in_thread
@@ -102,8 +104,8 @@ def engine_errors() -> Iterator[None]:
         raise docker_unavailable(type(exc).__name__) from exc
     except docker.errors.DockerException as exc:
         raise docker_unavailable(str(exc)) from exc
-    except (ConnectionError, FileNotFoundError) as exc:
-        raise docker_unavailable(str(exc)) from exc
+    except (ConnectionError, FileNotFoundError, TimeoutError, http.client.HTTPException) as exc:
+        raise docker_unavailable(str(exc) or type(exc).__name__) from exc
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise docker_unavailable(f"{type(exc).__name__}: {exc}") from exc
     except ValueError as exc:
@@ -126,7 +128,7 @@ def _raised_by_transport(exc: BaseException) -> bool:
 
 def _unreachable(error: ApiError) -> bool:
     """Did the engine fail to answer at all (not merely slowly: a busy engine is no lost one)?"""
-    return not isinstance(error.__cause__, requests.exceptions.ReadTimeout)
+    return not isinstance(error.__cause__, (requests.exceptions.ReadTimeout, TimeoutError))
 
 
 def image_present(api: APIClient, image: str) -> bool:
@@ -277,6 +279,9 @@ class Engine:
         self.stream_limiter = anyio.CapacityLimiter(settings.stream_threads)
         self.availability = Availability(self._ping_bounded)
         self.removals = Removals(self.run)  # of the runner's own containers, retried until done
+        socket_path = unix_socket_of(settings.docker_host)
+        # exec runs' own three calls (engine/lean.py); None for an engine that is not on a unix socket
+        self.lean = None if socket_path is None else LeanExecClient(socket_path, settings.docker_timeout_seconds)
 
     def _client(self, timeout_seconds: float, pool_size: int) -> APIClient:
         kwargs: dict[str, Any] = dict(kwargs_from_env())
@@ -384,6 +389,8 @@ class Engine:
         for api in (self._api, self._probe_api):
             if api is not None:
                 api.close()
+        if self.lean is not None:
+            self.lean.close()
 
 
 async def open_leased_stream(engine: Engine, path: str, params: dict[str, Any]) -> BlockingStream:

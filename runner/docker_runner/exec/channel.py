@@ -1,20 +1,27 @@
 """The resident command channel (blocking): one long-lived ``docker exec`` of a small POSIX-sh
-dispatcher per channel, which reads commands as lines (the base64 of a script) on its stdin and
-runs each with the semantics of an exec run, without an engine exec per command.
+dispatcher per channel, which reads commands as lines (a script, raw or as its base64) and runs
+each with the semantics of an exec run, without an engine exec per command.
+
+Two shells share the work. A reader (a background function of the dispatcher) owns the channel's
+stdin: it does a kill line itself, copies a command's stdin to a file, and hands every other line
+to the dispatcher through a FIFO. The dispatcher runs each command in its foreground, so that the
+command gets SIGINT and SIGQUIT with their default action, as under docker exec (a shell gives
+the commands it starts in the background those two signals ignored, for good).
 
 Each command gets its own FIFOs, read by two relays (``cat``) that copy them to the channel's
 stdout and stderr between a begin and an end marker carrying the run's random token. The end
-marker is written by a shell that waits for the command, so it comes after all of the command's
-own output; a background process that still holds the FIFOs cannot stall the answer, and it can
-never write into a later command's output: the runner drops what comes before a run's begin
-marker, and the dispatcher kills the former relays (``drc_clean``) before it prints the next one.
+marker is written by the dispatcher once the command has ended, so it comes after all of the
+command's own output; a background process that still holds the FIFOs cannot stall the answer,
+and it can never write into a later command's output: the runner drops what comes before a run's
+begin marker, and the dispatcher kills the former relays (``drc_clean``) before it prints the next
+one.
 
-While a command runs the dispatcher is back at its ``read``: a kill is one more line
-(``drc_kill``), which kills every process carrying the run's marker (as :mod:`.run` does from a
-second exec), and the command's shell then prints the end marker: the channel survives.
+While a command runs, a kill is one more line to the reader (``drc_kill``), which kills every
+process carrying the run's marker (as :mod:`.run` does from a second exec); the dispatcher then
+prints the end marker: the channel survives.
 
-The command's stdin travels on the channel's stdin right after its line, as many bytes as the
-script says; ``dd`` copies exactly those to a file the command reads (then EOF).
+The command's stdin travels on the channel's stdin right after its line, as many bytes as the line
+says; ``dd`` copies exactly those to a file the command reads (then EOF).
 
 The image needs ``sh`` and ``base64`` (and ``mkfifo``, ``mktemp``, ``dd``, ``cat``, ``env``,
 ``wc``, ``tr``, ``grep``: busybox and coreutils have them all). The dispatcher checks for them
@@ -56,56 +63,76 @@ READY_WAIT_SECONDS = 10.0
 KILLED_WAIT_SECONDS = 5.0  # a killed command's end marker; past it the channel is dropped
 # A channel idle this long is asked for a pong before a command is written to it: a container
 # paused meanwhile would otherwise hold the command (and run it once unpaused) instead of 409.
-PING_AFTER_IDLE_SECONDS = 1.0
+# Every time, at a round trip's cost (about 1-2 ms here): a pause comes as soon as a script asks.
+PING_AFTER_IDLE_SECONDS = 0.0
 PONG_WAIT_SECONDS = 1.0  # then the container's state is looked at
 STUCK_AFTER_SECONDS = 4.0  # then, in a running container, the channel is let go for a new one
 CHANNEL_MARKER_VARIABLE = "DOCKER_RUNNER_CHANNEL"
 
 # The dispatcher. Its own temporary directory (in /dev/shm where it can, so that no file of it is
-# on the container's disk) holds each command's FIFOs and stdin file; it is removed when the
-# dispatcher ends (its stdin closed: the runner let the channel go).
+# on the container's disk) holds the reader's FIFO to it (q) and each command's FIFOs and stdin
+# file; it is removed when the dispatcher ends (its stdin closed: the runner let the channel go;
+# a command it still runs, let go by the runner too, ends first).
 DISPATCHER = r"""for c in base64 mkfifo mktemp dd cat env wc tr grep; do
   command -v "$c" >/dev/null 2>&1 || exit 97
 done
 [ "$(printf ab | dd bs=65536 count=1 iflag=count_bytes,fullblock 2>/dev/null)" = a ] || exit 97
 D=$(mktemp -d -p /dev/shm 2>/dev/null) || D=$(mktemp -d 2>/dev/null) || exit 98
-trap 'rm -rf "$D"' EXIT
-mkfifo "$D/probe" 2>/dev/null || exit 98
-rm -f "$D/probe"
 S=
 command -v setsid >/dev/null 2>&1 && S=setsid
-R1= R2= W= T=
+RD= R1= R2= T=
 drc_clean() {
   if [ -n "$R1" ]; then kill -9 "$R1" "$R2" 2>/dev/null; wait "$R1" "$R2" 2>/dev/null; fi
-  [ -n "$W" ] && wait "$W" 2>/dev/null
   [ -n "$T" ] && rm -f "$D/o$T" "$D/e$T" "$D/i$T"
-  R1= R2= W= T=
+  R1= R2= T=
 }
 drc_run() {
   drc_clean
   T=$1 I=/dev/null
+  [ "$2" -ge 0 ] && I="$D/i$T"
   mkfifo "$D/o$T" "$D/e$T" || exit 96
-  if [ "$2" -ge 0 ]; then
-    I="$D/i$T"
-    dd bs=65536 count="$2" iflag=count_bytes,fullblock of="$I" 2>/dev/null
-    [ "$(wc -c < "$I")" -eq "$2" ] || exit 95
-  fi
   printf '\n__docker_runner_begin_%s\n' "$T"
   printf '\n__docker_runner_begin_%s\n' "$T" >&2
-  cat "$D/o$T" & R1=$!
-  cat "$D/e$T" >&2 & R2=$!
-  {
-    exec 3>"$D/o$T" 4>"$D/e$T"
-    ( eval "$3" ) <"$I" >&3 2>&4 3>&- 4>&-
-    c=$?
-    printf '\n__docker_runner_exit_%s:%d\n' "$T" "$c" >&3
-    printf '\n__docker_runner_exit_%s:%d\n' "$T" "$c" >&4
-  } </dev/null >/dev/null 2>&1 &
-  W=$!
+  cat "$D/o$T" 5>&- & R1=$!
+  cat "$D/e$T" >&2 5>&- & R2=$!
+  exec 3>"$D/o$T" 4>"$D/e$T" 7>&2 2>/dev/null
+  ( eval "$3" ) <"$I" >&3 2>&4 3>&- 4>&- 5>&- 7>&-
+  c=$?
+  printf '\n__docker_runner_exit_%s:%d\n' "$T" "$c" >&3
+  printf '\n__docker_runner_exit_%s:%d\n' "$T" "$c" >&4
+  exec 3>&- 4>&- 2>&7 7>&-
+}
+drc_has() {
+  command -v -- "$1" >/dev/null 2>&1 && return
+  printf 'exec: "%s": executable file not found in $PATH\n' "$1" >&2
+  exit 126
 }
 %KILL_MARKED_FUNCTION%
+drc_read() {
+  while IFS= read -r l; do
+    case $l in
+      "k "*) drc_kill "${l#??}" >/dev/null 2>&1 ;;
+      "r "*)
+        h=${l#??}; t=${h%% *}; h=${h#* }; n=${h%% *}
+        if [ "$n" -ge 0 ]; then
+          dd bs=65536 count="$n" iflag=count_bytes,fullblock of="$D/i$t" 2>/dev/null
+          [ "$(wc -c < "$D/i$t")" -eq "$n" ] || { printf ':exit 95\n' >&5; return; }
+        fi
+        printf '%s\n' "${h#* }" >&5 ;;
+      "- "*) printf '%s\n' "${l#??}" >&5 ;;
+    esac
+  done
+  printf ':exit\n' >&5
+}
+trap '[ -n "$RD" ] && kill "$RD" 2>/dev/null; drc_clean; rm -rf "$D"' EXIT
+trap : INT QUIT
+mkfifo "$D/q" 2>/dev/null || exit 98
+exec 5<>"$D/q" 6<&0
+drc_read <&6 >/dev/null 2>&1 &
+RD=$!
+exec 6<&- </dev/null
 printf '__docker_runner_ready\n'
-while IFS= read -r line; do
+while IFS= read -r line <&5; do
   case $line in
     :*) eval "${line#:}" ;;
     *) eval "$(printf %s "$line" | base64 -d)" ;;
@@ -132,6 +159,11 @@ class NoChannel(Exception):
         self.remember_seconds = remember_seconds
 
 
+class NeverStarted(Exception):
+    """The channel ended before it began the command (no begin marker on either stream): the
+    command never ran, so it can run elsewhere (a dispatcher that died while idle, unseen)."""
+
+
 def remember_refusal_for(exit_code: int | None) -> float:
     """How long a dispatcher that ended with ``exit_code`` before its ready line is believed."""
     if exit_code in LASTING_REFUSALS:
@@ -148,18 +180,43 @@ def _line(script: str) -> bytes:
     return base64.b64encode(script.encode()) + b"\n"
 
 
-CLEAN_LINE = _line("drc_clean")
+def _forwarded(script: str) -> bytes:
+    """A line the reader hands on to the dispatcher as it is (the dispatcher is idle)."""
+    return b"- " + _line(script)
+
+
+def _run_line(token: str, stdin_size: int, script: str) -> bytes:
+    """A command's line: the reader copies the ``stdin_size`` bytes after it (-1: none) to the
+    command's stdin file first, then hands the script on."""
+    return f"r {token} {stdin_size} ".encode() + _line(script)
+
+
+def _kill_line(marker: str) -> bytes:
+    """Done by the reader at once, while the dispatcher waits for the command."""
+    return f"k {marker}\n".encode()
+
+
+CLEAN_LINE = _forwarded("drc_clean")
+
+
+def missing_program_check(program: str) -> str:
+    """A program that is not there ends the run with 126 and the engine's words, as docker exec's
+    runtime answers it (env itself would answer 127): ``drc_has``, in the command's subshell."""
+    return f"drc_has {shlex.quote(program)}"
 
 
 def command_script(spec: ExecSpec, token: str, marker: str) -> str:
     """The line's script for ``spec``: ``drc_run`` with the run's token, the size of its stdin
     (``-1``: none; the bytes follow the line on the channel) and the command as shell words."""
     cmd = logged_to_pid1(spec.cmd) if spec.log_to_pid1 else spec.cmd
-    if "=" in cmd[0]:  # a program, not an assignment for env: as docker exec would look it up
+    program = cmd[0]
+    if "=" in program:  # a program, not an assignment for env: as docker exec would look it up
         cmd = ["/bin/sh", "-c", 'exec "$@"', "sh", *cmd]
     assignments = [f"{key}={value}" for key, value in spec.env.items()] + [marker]
     # its own session (where setsid is), as a docker exec: ``kill 0`` stays in the command's group
     run = "exec $S env -- " + " ".join(shlex.quote(part) for part in [*assignments, *cmd])
+    if "PATH" not in spec.env:  # (the dispatcher's PATH is the one env looks the program up in)
+        run = f"{missing_program_check(program)}; {run}"
     if spec.workdir:
         run = f"cd {shlex.quote(spec.workdir)} || exit 126; {run}"
     size = -1 if spec.stdin is None else len(spec.stdin)
@@ -221,7 +278,7 @@ class Channel:
             channel._await_ready(take_buffered(channel._stream, channel._raw))
         except NoChannel as refusal:
             channel.close()
-            code = wait_exit_code(api, channel.exec_id)
+            code = wait_exit_code(api.exec_inspect, channel.exec_id)
             raise NoChannel(f"{refusal} (exit code {code})", remember_refusal_for(code)) from None
         except BaseException:
             channel.close()
@@ -257,14 +314,14 @@ class Channel:
             return False
 
     def responsive(self, api: APIClient, cancel: Canceller) -> bool:
-        """Is the dispatcher there to read a command? Asked of a channel idle for a while: False
+        """Is the dispatcher there to read a command? Asked before each command: False
         when it has ended; 409 ``container_not_running`` when the container is paused or stopped
         (the channel is let go: nothing was sent to it that could run later)."""
         if time.monotonic() - self.idle_since < PING_AFTER_IDLE_SECONDS:
             return True
         token = uuid.uuid4().hex
         pong = f"__docker_runner_pong_{token}\n".encode()
-        data: bytes | None = _line(f"printf '__docker_runner_pong_%s\\n' {token}")
+        data: bytes | None = _forwarded(f"printf '__docker_runner_pong_%s\\n' {token}")
         seen = b""
         for attempt, wait in enumerate((PONG_WAIT_SECONDS, STUCK_AFTER_SECONDS)):
             pump = Pump(self._raw, data, cancel_fd=cancel.fileno(), timeout_seconds=wait, end_input=False)
@@ -311,14 +368,16 @@ class Channel:
 
     def run(self, api: APIClient, spec: ExecSpec, cancel: Canceller) -> tuple[ExecOutcome, bool]:
         """Run ``spec`` through the channel: (its outcome, whether the channel can serve another).
-        Raises ``exec_channel_lost`` when the channel ends under the command."""
+        Raises ``exec_channel_lost`` when the channel ends under the command, :class:`NeverStarted`
+        when it ended before the command began."""
         started = time.monotonic()
         # the command sees its kill marker in its environment, never the token of its output's
         # markers: it cannot end its own run early by printing them
         token = uuid.uuid4().hex
         marker = f"{EXEC_MARKER_VARIABLE}={uuid.uuid4().hex}"
         output = _Output(token, spec.max_output_bytes)
-        data = _line(command_script(spec, token, marker)) + (spec.stdin or b"")
+        size = -1 if spec.stdin is None else len(spec.stdin)
+        data = _run_line(token, size, command_script(spec, token, marker)) + (spec.stdin or b"")
         try:
             result = self._relay(
                 data,
@@ -328,6 +387,9 @@ class Channel:
                 spec.idle_timeout_ms / 1000 if spec.idle_timeout_ms > 0 else math.inf,
             )
             killed, reusable = self._settle(api, spec, marker, output, result)
+        except NeverStarted:
+            self.close()
+            raise
         except BaseException:
             self.close()
             kill_marked_processes(api, self.container_id, marker)  # a started command never outlives its run
@@ -356,12 +418,13 @@ class Channel:
             return False, self._send(CLEAN_LINE)
         if result.ending is Ending.EXITED:  # the stream ended: the dispatcher is gone (run kills what is left)
             output.finish()
+            if not output.stdout.begun and not output.stderr.begun:
+                raise NeverStarted(f"the exec channel {self.exec_id[:12]} ended before the command began")
             raise exec_channel_lost(output.stdout.marked.text.text(), output.stderr.marked.text.text())
         if result.ending is not Ending.CANCELLED and not spec.kill_on_timeout:
             return False, False  # the command runs on; the channel is let go
         if not result.input_left:
-            kill_line = _line(f"drc_kill {shlex.quote(marker)}")
-            after = self._relay(kill_line, output, None, KILLED_WAIT_SECONDS, math.inf)
+            after = self._relay(_kill_line(marker), output, None, KILLED_WAIT_SECONDS, math.inf)
             if after.done:
                 return True, self._send(CLEAN_LINE)
         self.close()  # before the kill: the engine stalls a container's execs while one is not drained

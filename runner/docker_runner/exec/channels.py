@@ -5,8 +5,9 @@ it. Past a container's cap, or where a container cannot hold a channel, the comm
 ``docker exec`` instead (:func:`run_fast` answers None), which is always correct.
 
 A channel is one user's (a ``user`` option gets its own channels). A dead idle channel (its
-container restarted, its process killed) is found before use and replaced; one that dies under a
-command answers ``exec_channel_lost`` (503, retryable).
+container restarted, its process killed) is found before use and replaced; one found dead only
+when its command was sent, before the command began, lets the command run with docker exec; one
+that dies under a command answers ``exec_channel_lost`` (503, retryable).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import OrderedDict
 
 from ..engine.core import APIClient, container_running
 from ..engine.sockets import Canceller
-from .channel import Channel, NoChannel
+from .channel import Channel, NeverStarted, NoChannel
 from .run import ExecOutcome, ExecSpec
 
 log = logging.getLogger("docker_runner.exec.channels")
@@ -59,6 +60,9 @@ class ChannelBook:
         reusable = False
         try:
             outcome, reusable = channel.run(api, spec, cancel)
+        except NeverStarted as gone:
+            log.info("%s: docker exec it is, and a new channel next time", gone)
+            return None
         finally:
             self._give_back(key, channel, reusable)
         return outcome
@@ -78,6 +82,8 @@ class ChannelBook:
                 self._drop(channel)
                 raise
             self._drop(channel)
+            if cancel.cancelled:  # the client left during the ping: the other idle channels stay
+                return None
 
     def _drop_dead(self) -> bool:
         """Drop the idle channels whose dispatcher has ended (their container gone unseen): any?"""

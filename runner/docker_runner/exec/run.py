@@ -13,10 +13,12 @@ import math
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..engine.core import APIClient, engine_errors
+from ..engine.lean import LeanExecClient
 from ..engine.pump import Ending, Pump
 from ..engine.sockets import Canceller, raw_socket, take_buffered
 from ..errors import ApiError, engine_lost_during_run
@@ -123,14 +125,14 @@ def kill_marked_processes(api: APIClient, container_id: str, marker: str) -> boo
     return exit_code == 0
 
 
-def wait_exit_code(api: APIClient, exec_id: str) -> int | None:
+def wait_exit_code(inspect: Callable[[str], dict[str, Any]], exec_id: str) -> int | None:
     """The exec's exit code once the engine reports it ended. Its output ends with the process, and
     the engine marks the exec ended a moment later: the first look is usually enough, the next
     ones come quickly."""
     deadline = time.monotonic() + EXIT_CODE_WAIT_SECONDS
     delay = 0.001
     while True:
-        state = api.exec_inspect(exec_id)
+        state = inspect(exec_id)
         if not state.get("Running"):
             code = state.get("ExitCode")
             return None if code is None else int(code)
@@ -168,12 +170,12 @@ def _relay(raw: socket.socket, spec: ExecSpec, sink: _OutputSink, cancel: Cancel
     return pump.ending
 
 
-def _exit_code(api: APIClient, exec_id: str, sink: _OutputSink) -> int | None:
+def _exit_code(inspect: Callable[[str], dict[str, Any]], exec_id: str, sink: _OutputSink) -> int | None:
     """The exec's exit code. An engine that cannot say (gone, or restarted and has forgotten the
     exec) cut the run: 503, retryable, with the output so far, never a made-up exit code."""
     try:
         with engine_errors():
-            return wait_exit_code(api, exec_id)
+            return wait_exit_code(inspect, exec_id)
     except ApiError as error:
         if error.code in ("docker_unavailable", "no_such_exec"):
             raise engine_lost_during_run(sink.stdout.text(), sink.stderr.text()) from error
@@ -187,28 +189,64 @@ def _close(stream: Any, raw: socket.socket) -> None:
     raw.close()
 
 
-def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller) -> ExecOutcome:
-    """Run ``spec`` to its end (blocking). Ends early on a timeout or ``cancel``, killing the
-    command's processes unless ``kill_on_timeout`` is off for a timeout."""
-    started = time.monotonic()
-    marker = f"{EXEC_MARKER_VARIABLE}={uuid.uuid4().hex}"
-    environment = [f"{key}={value}" for key, value in spec.env.items()] + [marker]
+def _create_config(spec: ExecSpec, marker: str) -> dict[str, Any]:
+    """The engine's exec create body, as docker-py's ``exec_create`` writes it."""
+    config: dict[str, Any] = {
+        "User": spec.user,
+        "Privileged": False,
+        "Tty": spec.tty,
+        "AttachStdin": spec.stdin is not None,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "Cmd": logged_to_pid1(spec.cmd) if spec.log_to_pid1 else spec.cmd,
+        "Env": [f"{key}={value}" for key, value in spec.env.items()] + [marker],
+    }
+    if spec.workdir:
+        config["WorkingDir"] = spec.workdir
+    return config
+
+
+def _started(
+    api: APIClient, lean: LeanExecClient | None, spec: ExecSpec, marker: str
+) -> tuple[str, socket.socket, bytes, Any]:
+    """Create and start the exec: (its id, its stream's socket, bytes already read, what to close)."""
+    config = _create_config(spec, marker)
+    if lean is not None:
+        exec_id = lean.exec_create(api.api_version, spec.container_id, config)
+        raw, first = lean.exec_start(api.api_version, exec_id, spec.tty)
+        return exec_id, raw, first, raw
     created = api.exec_create(
         spec.container_id,
-        logged_to_pid1(spec.cmd) if spec.log_to_pid1 else spec.cmd,
-        stdin=spec.stdin is not None,
+        config["Cmd"],
+        stdin=config["AttachStdin"],
         tty=spec.tty,
-        environment=environment,
+        environment=config["Env"],
         workdir=spec.workdir or None,
         user=spec.user,
     )
     exec_id = str(created["Id"])
     stream = api.exec_start(exec_id, tty=spec.tty, socket=True)
     raw = raw_socket(stream)
+    return exec_id, raw, take_buffered(stream, raw), stream
+
+
+def _inspect(api: APIClient, lean: LeanExecClient | None) -> Callable[[str], dict[str, Any]]:
+    if lean is None:
+        return api.exec_inspect
+    return lambda exec_id: lean.exec_inspect(api.api_version, exec_id)
+
+
+def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller, lean: LeanExecClient | None = None) -> ExecOutcome:
+    """Run ``spec`` to its end (blocking). Ends early on a timeout or ``cancel``, killing the
+    command's processes unless ``kill_on_timeout`` is off for a timeout. With ``lean``, the exec's
+    own three engine calls go through it (engine/lean.py); the kills stay with docker-py."""
+    started = time.monotonic()
+    marker = f"{EXEC_MARKER_VARIABLE}={uuid.uuid4().hex}"
+    exec_id, raw, first, stream = _started(api, lean, spec, marker)
     sink = _OutputSink(spec.tty, spec.max_output_bytes)
     killed = False
     try:
-        sink.feed(take_buffered(stream, raw))
+        sink.feed(first)
         ending = _relay(raw, spec, sink, cancel)
     except BaseException:
         _close(stream, raw)
@@ -217,7 +255,7 @@ def run_exec(api: APIClient, spec: ExecSpec, cancel: Canceller) -> ExecOutcome:
     _close(stream, raw)
     if ending is Ending.CANCELLED or (spec.kill_on_timeout and ending is not Ending.EXITED):
         killed = kill_marked_processes(api, spec.container_id, marker)
-    exit_code = _exit_code(api, exec_id, sink) if ending is Ending.EXITED or killed else None
+    exit_code = _exit_code(_inspect(api, lean), exec_id, sink) if ending is Ending.EXITED or killed else None
     return ExecOutcome(
         ending=ending,
         stdout=sink.stdout.text(),

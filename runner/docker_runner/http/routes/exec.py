@@ -151,7 +151,7 @@ async def exec_run(data: JSONBody[ExecRunBody], request: Request[Any, Any, Any],
 
     def work(api: APIClient, canceller: Canceller) -> ExecOutcome:
         outcome = None if channels is None else channels.run_fast(api, container_id, spec, canceller)
-        return run_exec(api, spec, canceller) if outcome is None else outcome
+        return run_exec(api, spec, canceller, runtime.engine.lean) if outcome is None else outcome
 
     try:
         outcome = await run_cancellable(runtime.engine, work, watch_disconnect(request.receive), runtime.draining)
