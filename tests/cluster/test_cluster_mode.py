@@ -4,6 +4,7 @@ typed client against different runners (one runner per node, peers as loopback U
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import tarfile
@@ -29,10 +30,12 @@ from docker_runner_client import (
     JobResources,
     JobUpdate,
     NotFound,
+    RunResult,
     UpstreamError,
     ValidationFailed,
 )
 from docker_runner_client._signing import sign_headers
+from tests.support.background import all_at_once
 from tests.support.cluster_runners import ClusterRunner, cluster_runners
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 from tests.support.redis_server import RedisServer
@@ -252,21 +255,16 @@ def test_one_shot_and_test_runs_are_placed_by_swarm_and_say_where(
     """Without a pool, a run goes where Swarm puts its container, through any runner (a worker's
     included): the answer is the run's, names the node, and no service or container is left."""
     nodes = {runner.node.swarm_node_id for runner in runners}
-    results: list[object] = []
 
-    def one(index: int) -> None:  # at once, so that Swarm spreads them (one after another may share a node)
+    def one(index: int) -> RunResult:
         with runners[index % 3].client() as client:
-            results.append(client.run(TEST_IMAGE, "sleep 1; echo out; cat; echo err >&2; exit 5", stdin=b"in\n"))
+            return client.run(TEST_IMAGE, "sleep 1; echo out; cat; echo err >&2; exit 5", stdin=b"in\n")
 
-    threads = [threading.Thread(target=one, args=(index,)) for index in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert len(results) == 6
+    # at once, so that Swarm spreads them (one after another may share a node)
+    results = all_at_once([functools.partial(one, index) for index in range(6)], timeout=120)
     for result in results:
-        assert (result.exit_code, result.stdout, result.stderr) == (5, "out\nin\n", "err\n")  # type: ignore[attr-defined]
-        assert result.node in nodes and not result.pooled  # type: ignore[attr-defined]
+        assert (result.exit_code, result.stdout, result.stderr) == (5, "out\nin\n", "err\n")
+        assert result.node in nodes and not result.pooled
     assert len({result.node for result in results}) >= 2  # type: ignore[attr-defined]
     with runners[1].client() as client:
         tests = client.run_tests(TEST_IMAGE, {"run_tests.sh": b"echo tests ran; exit 0\n"}, timeout=30)
@@ -384,26 +382,18 @@ def test_jobs_are_placed_by_swarm_and_followed_through_any_runner(
     a message, its exit code read) and leaves no service or container."""
     case = f"jobs-{uuid.uuid4().hex[:8]}"
     nodes = {runner.node.swarm_node_id for runner in runners}
-    submitted: list[Job] = []
 
-    def one(index: int) -> None:  # at once, so that Swarm spreads them
+    def one(index: int) -> Job:
         with runners[index % 3].client() as client:
-            submitted.append(
-                client.submit_job(
-                    TEST_IMAGE,
-                    {"n": index, "text": 'a "quoted" \\ line'},
-                    command=["sh", "-c", "sleep 1; cat; echo done >&2; exit 4"],
-                    labels={**SESSION_LABELS, "case": case},
-                    resources=JobResources(memory="64m"),
-                )
+            return client.submit_job(
+                TEST_IMAGE,
+                {"n": index, "text": 'a "quoted" \\ line'},
+                command=["sh", "-c", "sleep 1; cat; echo done >&2; exit 4"],
+                labels={**SESSION_LABELS, "case": case},
+                resources=JobResources(memory="64m"),
             )
 
-    threads = [threading.Thread(target=one, args=(index,)) for index in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert len(submitted) == 6
+    submitted = all_at_once([functools.partial(one, index) for index in range(6)], timeout=120)  # so Swarm spreads them
     assert all(job.node in nodes and job.status == "starting" for job in submitted)
     assert len({job.node for job in submitted}) >= 2
     for index, job in enumerate(submitted):

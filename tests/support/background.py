@@ -22,3 +22,14 @@ def in_background(call: Callable[[], T]) -> Iterator[Future[T]]:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def all_at_once(calls: list[Callable[[], T]], timeout: float) -> list[T]:
+    """Every call at once, each in a thread of its own: their answers in order, or the first
+    call's error that raised (with its own traceback), once all have ended or ``timeout`` passed."""
+    pool = ThreadPoolExecutor(len(calls))
+    try:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result(timeout=timeout) for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
