@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -35,7 +34,7 @@ from urllib3.util.wait import wait_for_read
 from ..errors import ApiError, Kind, docker_unavailable, from_engine
 from ..settings import Settings
 from .availability import PROBE_TIMEOUT_SECONDS, Availability
-from .lean import LeanExecClient, unix_socket_of
+from .lean import LeanExecClient, connected_unix_socket, unix_socket_of
 from .removals import Removals
 from .streams import BlockingStream
 from .threads import in_thread
@@ -49,14 +48,7 @@ APIClient = docker.APIClient
 def _unix_connect_closing_on_failure(self: UnixHTTPConnection) -> None:
     # docker-py 7 leaves the socket of a failed connect open until garbage collection: every
     # readiness probe against an absent engine would leak a descriptor for a while.
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_socket)
-    except BaseException:
-        sock.close()
-        raise
-    self.sock = sock
+    self.sock = connected_unix_socket(self.unix_socket, self.timeout)
 
 
 UnixHTTPConnection.connect = _unix_connect_closing_on_failure  # type: ignore[method-assign]

@@ -27,20 +27,26 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 HEADERS_LIMIT = 64 * 1024
 
 
+def connected_unix_socket(path: str, timeout: float | None) -> socket.socket:
+    """A socket connected to ``path``, or closed at once when it cannot be (never left to the
+    garbage collector: a readiness probe against an absent engine would leak a descriptor)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self._path = path
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self._path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+        self.sock = connected_unix_socket(self._path, self.timeout)
 
 
 def unix_socket_of(docker_host: str | None) -> str | None:
@@ -128,10 +134,8 @@ class LeanExecClient:
             "Host: localhost\r\nContent-Type: application/json\r\n"
             f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = connected_unix_socket(self._path, self._timeout)
         try:
-            sock.settimeout(self._timeout)
-            sock.connect(self._path)
             sock.sendall(request)
             head, rest = _read_head(sock)
             status = _status_of(head)
