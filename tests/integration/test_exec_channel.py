@@ -19,7 +19,14 @@ import httpx
 import pytest
 
 from docker_runner.exec import channel as channel_module
-from docker_runner_client import Conflict, ExecOptions, HttpDockerRunnerClient, StartedContainer, UpstreamError
+from docker_runner_client import (
+    Conflict,
+    ExecOptions,
+    ExecTimeout,
+    HttpDockerRunnerClient,
+    StartedContainer,
+    UpstreamError,
+)
 from tests.conftest import sleeper_opts
 from tests.support.background import in_background
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
@@ -116,6 +123,31 @@ def test_a_channel_found_dead_only_when_its_command_is_sent_lets_it_run_with_doc
     assert (result.stdout, result.exit_code, result.path) == ("in ran\n", 0, "exec")
     again = client.exec_run(fast_container.container_id, "echo again")
     assert (again.stdout, again.path) == ("again\n", "channel")
+
+
+def test_a_run_cut_before_its_command_began_is_killed_inside_the_channel(
+    runner: RunningServer,
+    client: HttpDockerRunnerClient,
+    fast_container: StartedContainer,
+    docker_api: docker.APIClient,
+) -> None:
+    """A timeout a millisecond in: the kill may reach the reader before the dispatcher has started
+    the command, and finds nothing; it is sent again until the command is dead, so the channel
+    survives (the fallback kill from outside would have let it go)."""
+    container_id = fast_container.container_id
+    assert client.exec_run(container_id, "true").path == "channel"
+    book = runner.runtime.channels
+
+    def idle_exec_ids() -> list[str]:
+        return [channel.exec_id for channel in book._idle.get((container_id, ""), [])]
+
+    first = idle_exec_ids()
+    assert len(first) == 1
+    for _ in range(5):
+        with pytest.raises(ExecTimeout):
+            client.exec_run(container_id, "sleep 7795", ExecOptions(timeout_ms=1))
+        assert "sleep 7795" not in processes(docker_api, container_id)
+        assert idle_exec_ids() == first  # the same channel, given back
 
 
 def test_an_idle_channel_of_a_restarted_container_is_replaced(

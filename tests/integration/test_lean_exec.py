@@ -7,12 +7,13 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import pytest
 
 from docker_runner.engine.core import engine_errors
-from docker_runner.engine.lean import LeanExecClient, unix_socket_of
+from docker_runner.engine.lean import IDLE_KEPT, LeanExecClient, unix_socket_of
 from docker_runner.errors import ApiError
 from tests.support.docker_env import SESSION_LABELS, TEST_IMAGE
 
@@ -78,15 +79,39 @@ def test_refusals_are_the_engines_status_and_words(lean: LeanExecClient, docker_
     assert no_inspect.value.status == 404
 
 
-def test_a_kept_connection_the_engine_closed_is_replaced(
+def test_kept_connections_the_engine_closed_are_replaced(
     lean: LeanExecClient, sleeper: str, docker_api: docker.APIClient
 ) -> None:
+    """As an engine restart leaves them: every kept connection broken; the next call still works."""
     version = docker_api.api_version
     exec_id = lean.exec_create(version, sleeper, _config(["true"]))
-    kept = lean._local.connection
-    kept.sock.shutdown(socket.SHUT_RDWR)  # as an engine restart leaves it: the next send breaks
+    kept = [lean._take()[0] for _ in range(3)]  # three kept connections, open
+    for connection in kept:
+        if connection.sock is None:  # (the first is the create's, open already)
+            connection.connect()
+        lean._give_back(connection)
+    assert lean.idle_connections() == 3
+    for connection in kept:
+        assert connection.sock is not None
+        connection.sock.shutdown(socket.SHUT_RDWR)  # the next send on it breaks
     assert lean.exec_inspect(version, exec_id)["ExitCode"] is None  # created, never started
-    assert lean._local.connection is not kept
+    assert lean.idle_connections() == 1 and lean._idle[0] not in kept
+
+
+def test_connections_are_shared_by_threads_and_their_number_is_bounded(
+    lean: LeanExecClient, sleeper: str, docker_api: docker.APIClient
+) -> None:
+    """Threads that come and go leave no connection of their own behind: what is kept is shared,
+    at most IDLE_KEPT of it."""
+    version = docker_api.api_version
+    exec_id = lean.exec_create(version, sleeper, _config(["true"]))
+    for _ in range(5):  # five threads, one after another: one connection serves them all
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(lean.exec_inspect, version, exec_id).result(timeout=30)
+    assert lean.idle_connections() == 1
+    with ThreadPoolExecutor(IDLE_KEPT + 8) as pool:
+        list(pool.map(lambda _: lean.exec_inspect(version, exec_id), range(200)))
+    assert 1 <= lean.idle_connections() <= IDLE_KEPT
 
 
 def test_an_engine_that_is_not_there_is_unavailable() -> None:

@@ -25,6 +25,7 @@ from ..errors import from_engine
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 HEADERS_LIMIT = 64 * 1024
+IDLE_KEPT = 16  # idle kept connections; past them a connection is closed once its call is done
 
 
 def connected_unix_socket(path: str, timeout: float | None) -> socket.socket:
@@ -68,54 +69,63 @@ def _refusal(status: int, payload: bytes) -> Exception:
 
 
 class LeanExecClient:
-    """One keep-alive connection per thread for create and inspect; a fresh one per start (the
-    engine takes it over for the exec's stream)."""
+    """Kept connections for create and inspect, shared by every thread (at most ``IDLE_KEPT`` idle:
+    worker threads come and go, and a connection per thread would outlive its thread); a fresh one
+    per start (the engine takes it over for the exec's stream)."""
 
     def __init__(self, socket_path: str, timeout_seconds: float) -> None:
         self._path = socket_path
         self._timeout = timeout_seconds
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: set[_UnixConnection] = set()
+        self._idle: list[_UnixConnection] = []
+        self._closed = False
 
     def _request(self, version: str, method: str, path: str, body: dict[str, Any] | None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         for attempt in (0, 1):
-            connection, reused = self._connection()
+            connection, reused = self._take()
             try:
                 connection.request(method, f"/v{version}{path}", body=data, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self._discard(connection)
+                connection.close()
                 if reused and attempt == 0:  # the engine closed an idle connection: it never saw this one
+                    self._drop_idle()  # the others are as old (an engine restart closes them all)
                     continue
                 raise
             except BaseException:
-                self._discard(connection)
+                connection.close()
                 raise
+            self._give_back(connection)
             if response.status >= 400:
                 raise _refusal(response.status, payload)
             return json.loads(payload) if payload else None
         raise AssertionError("unreachable")
 
-    def _connection(self) -> tuple[_UnixConnection, bool]:
-        connection: _UnixConnection | None = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection, True
-        connection = _UnixConnection(self._path, self._timeout)
-        self._local.connection = connection
+    def _take(self) -> tuple[_UnixConnection, bool]:
         with self._lock:
-            self._connections.add(connection)
-        return connection, False
+            if self._idle:
+                return self._idle.pop(), True
+        return _UnixConnection(self._path, self._timeout), False
 
-    def _discard(self, connection: _UnixConnection) -> None:
-        connection.close()
-        if getattr(self._local, "connection", None) is connection:
-            self._local.connection = None
+    def _give_back(self, connection: _UnixConnection) -> None:
         with self._lock:
-            self._connections.discard(connection)
+            if not self._closed and len(self._idle) < IDLE_KEPT:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            connections, self._idle = self._idle, []
+        for connection in connections:
+            connection.close()
+
+    def idle_connections(self) -> int:
+        with self._lock:
+            return len(self._idle)
 
     def exec_create(self, version: str, container_id: str, config: dict[str, Any]) -> str:
         created = self._request(version, "POST", f"/containers/{quote(container_id, safe='')}/exec", config)
@@ -149,9 +159,8 @@ class LeanExecClient:
 
     def close(self) -> None:
         with self._lock:
-            connections, self._connections = self._connections, set()
-        for connection in connections:
-            connection.close()
+            self._closed = True
+        self._drop_idle()
 
 
 def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:

@@ -61,6 +61,7 @@ from .run import (
 READY_LINE = b"__docker_runner_ready\n"
 READY_WAIT_SECONDS = 10.0
 KILLED_WAIT_SECONDS = 5.0  # a killed command's end marker; past it the channel is dropped
+KILL_AGAIN_SECONDS = 0.5  # meanwhile the kill line is sent again this often
 # A channel idle this long is asked for a pong before a command is written to it: a container
 # paused meanwhile would otherwise hold the command (and run it once unpaused) instead of 409.
 # Every time, at a round trip's cost (about 1-2 ms here): a pause comes as soon as a script asks.
@@ -424,9 +425,15 @@ class Channel:
         if result.ending is not Ending.CANCELLED and not spec.kill_on_timeout:
             return False, False  # the command runs on; the channel is let go
         if not result.input_left:
-            after = self._relay(_kill_line(marker), output, None, KILLED_WAIT_SECONDS, math.inf)
-            if after.done:
-                return True, self._send(CLEAN_LINE)
+            # Again every KILL_AGAIN_SECONDS: a kill the reader does before the dispatcher has
+            # started the command (a run cut a few ms in) finds nothing to kill; a later one finds it.
+            deadline = time.monotonic() + KILLED_WAIT_SECONDS
+            while (left := deadline - time.monotonic()) > 0:
+                after = self._relay(_kill_line(marker), output, None, min(KILL_AGAIN_SECONDS, left), math.inf)
+                if after.done:
+                    return True, self._send(CLEAN_LINE)
+                if after.ending is not Ending.TIMEOUT:
+                    break
         self.close()  # before the kill: the engine stalls a container's execs while one is not drained
         return kill_marked_processes(api, self.container_id, marker), False
 
